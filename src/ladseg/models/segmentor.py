@@ -1,0 +1,90 @@
+"""The segmentor: backbone -> decode head (+ optional auxiliary head), one structured output.
+
+Call graph of ``Segmentor.forward(x)``::
+
+    feats = backbone(x)                      # list of stage outputs, e.g. [c1, c2, c3, c4]
+    out = decode_head(feats)                 # SegOutput(logits, features, aux_logits?, extras)
+    if aux_head and training and out.aux_logits is None:
+        out.aux_logits = aux_head(feats)     # FCN head on feats[aux_index] (c3 for ResNets)
+    return out                               # logits at head resolution (1/8 for OS8)
+
+Logits stay at head resolution, as in the reference code; losses and evaluation up-sample them
+to the label size with :func:`resize_logits` (bilinear, align_corners=True).
+Distillation losses read ``out.features`` (the tensor before the classifier), so no forward hooks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ALIGN_CORNERS = True  # the reference code's convention for every up-sampling
+
+
+@dataclass
+class SegOutput:
+    """What every segmentor returns.
+
+    logits: N x K x h x w main logits at head resolution.
+    features: N x C x h x w decoder features (input of the main classifier).
+    aux_logits: auxiliary logits (training only) or None.
+    extras: head-specific tensors, e.g. ``detail`` logits of STDC's detail guidance.
+    """
+
+    logits: Tensor
+    features: Tensor
+    aux_logits: Tensor | None = None
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+
+def resize_logits(logits: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
+    """Bilinear resize with align_corners=True (no-op when the size already matches)."""
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=ALIGN_CORNERS)
+
+
+class Segmentor(nn.Module):
+    """Backbone + decode head + optional auxiliary head.
+
+    ``in_channels`` is 3 for an ordinary model and 3 + k for a LAD teacher that reads k label
+    channels after the image channels; only the backbone's first conv sees the difference.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        decode_head: nn.Module,
+        aux_head: nn.Module | None = None,
+        aux_index: int = -2,
+        name: str = "",
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.decode_head = decode_head
+        self.aux_head = aux_head
+        self.aux_index = aux_index
+        self.name = name
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.backbone.in_channels)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.decode_head.num_classes)
+
+    def forward(self, x: Tensor) -> SegOutput:
+        feats = self.backbone(x)
+        out: SegOutput = self.decode_head(feats)
+        if self.aux_head is not None and self.training and out.aux_logits is None:
+            out.aux_logits = self.aux_head(feats[self.aux_index])
+        return out
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> Tensor:
+        """Logits up-sampled to the input size (what deployment and evaluation want)."""
+        return resize_logits(self(x).logits, x.shape[-2:])
