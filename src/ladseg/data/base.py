@@ -1,0 +1,228 @@
+"""The dataset base class: layout checks, image/label reading, id mapping and per-item checks.
+
+Representation (one for every dataset):
+
+* without a transform, ``image`` is an H x W x 3 ``uint8`` RGB numpy array and ``mask`` an
+  H x W ``int64`` numpy array of train ids (``0..K-1``, 255 = ignore);
+* with the standard transforms (:mod:`ladseg.data.transforms`), ``image`` is a float32
+  3 x H x W normalised tensor and ``mask`` an int64 H x W tensor.
+
+Bad data is reported, never dropped or clipped: a missing folder or list file, an empty split,
+an unreadable image, a mask whose size differs from its image and label ids outside
+``[0, K) + {255}`` all raise :class:`ladseg.errors.DatasetError` naming the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from ladseg.data.classes import IGNORE_COLOR, IGNORE_INDEX, identity_table
+from ladseg.errors import DatasetError
+from ladseg.registry import Registry
+
+DATASETS: Registry[SegDataset] = Registry("dataset")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One item of a split: its name and the files that hold its image and label."""
+
+    name: str
+    image: Path
+    mask: Path
+
+
+class SegDataset(Dataset):
+    """Base class: subclasses set ``classes``, ``palette``, ``layout`` and implement ``_scan``.
+
+    ``label_table`` maps raw on-disk ids to train ids (see :mod:`ladseg.data.classes`);
+    ``read_label`` reads the raw ids (a single-channel PNG unless overridden).
+    ``splits`` maps the accepted split names (always including ``train`` and ``val`` where the
+    dataset has them) to the names used on disk.
+    """
+
+    classes: tuple[str, ...] = ()
+    palette: np.ndarray = np.zeros((0, 3), dtype=np.uint8)
+    ignore_index: int = IGNORE_INDEX
+    layout: str = ""
+    splits: dict[str, str] = {}
+
+    def __init__(self, root: str | Path, split: str, transform: Callable[[dict], dict] | None = None) -> None:
+        self.root = Path(root).expanduser()
+        if self.splits and split not in self.splits:
+            raise DatasetError(
+                f"{type(self).__name__}: unknown split {split!r}; valid splits: {', '.join(self.splits)}"
+            )
+        self.split = split
+        self.transform = transform
+        if not self.root.is_dir():
+            self.missing(self.root, "dataset root folder")
+        self.label_table = self.make_label_table()
+        self.samples: list[Sample] = self._scan()
+        if not self.samples:
+            raise DatasetError(
+                f"split {split!r} of {self.root} is empty (no image with a label found); "
+                f"expected layout:\n{self.layout}"
+            )
+
+    # --- to be provided by subclasses ---------------------------------------------------------
+    def _scan(self) -> list[Sample]:
+        raise NotImplementedError
+
+    def make_label_table(self) -> np.ndarray:
+        return identity_table(self.num_classes)
+
+    def read_label(self, path: Path) -> np.ndarray:
+        return read_png_label(path)
+
+    # --- shared behaviour -----------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def disk_split(self) -> str:
+        return self.splits.get(self.split, self.split)
+
+    def missing(self, path: Path, what: str) -> None:
+        """Raise the layout error: what is missing, and the layout this dataset expects."""
+        raise DatasetError(f"missing {what}: {path}\nexpected layout under {self.root}:\n{self.layout}")
+
+    def require(self, path: Path, what: str) -> Path:
+        if not path.exists():
+            self.missing(path, what)
+        return path
+
+    def pair_by_stem(self, image_dir: Path, mask_dir: Path, mask_suffix: str = ".png",
+                     image_suffix: str = "", pattern: str = "*") -> list[Sample]:
+        """Pair every image in ``image_dir`` (recursively matching ``pattern``) with its mask.
+
+        The mask of ``<dir>/<stem><image_suffix>.<ext>`` is ``<mask_dir>/<dir>/<stem><mask_suffix>``;
+        an image without a mask is an error, not a silent skip.
+        """
+        self.require(image_dir, "image folder")
+        self.require(mask_dir, "label folder")
+        samples = []
+        for image in sorted(image_dir.glob(pattern)):
+            if image.suffix.lower() not in IMAGE_EXTENSIONS or not image.is_file():
+                continue
+            stem = image.stem
+            if image_suffix:
+                if not stem.endswith(image_suffix):
+                    continue
+                stem = stem[: -len(image_suffix)]
+            rel = image.parent.relative_to(image_dir)
+            mask = mask_dir / rel / f"{stem}{mask_suffix}"
+            self.require(mask, f"label of image {image}")
+            samples.append(Sample(str(rel / stem) if str(rel) != "." else stem, image, mask))
+        return samples
+
+    def read_list(self, list_file: Path) -> list[str]:
+        self.require(list_file, f"split list for {self.split!r}")
+        return [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load_image(self, index: int) -> np.ndarray:
+        return read_image(self.samples[index].image)
+
+    def load_mask(self, index: int) -> np.ndarray:
+        """Train ids (int64, 255 = ignore) of item ``index``; bad ids raise."""
+        path = self.samples[index].mask
+        raw = self.read_label(path)
+        return map_label(raw, self.label_table, path, self.num_classes)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.samples[index]
+        image = self.load_image(index)
+        mask = self.load_mask(index)
+        if image.shape[:2] != mask.shape:
+            raise DatasetError(
+                f"label {sample.mask} is {mask.shape[1]}x{mask.shape[0]} (WxH) but its image "
+                f"{sample.image} is {image.shape[1]}x{image.shape[0]}; they must have the same size"
+            )
+        item: dict[str, Any] = {"image": image, "mask": mask, "name": sample.name}
+        return self.transform(item) if self.transform is not None else item
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, items={len(self)})"
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An RGB uint8 H x W x 3 array; a missing, unreadable or truncated file raises DatasetError."""
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise DatasetError(f"cannot read image {path}: {exc}") from exc
+
+
+def read_png_label(path: Path) -> np.ndarray:
+    """Raw ids of a single-channel label image (palette 'P' indices, 'L' or 16-bit values)."""
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ("P", "L", "I", "I;16"):
+                raise DatasetError(
+                    f"label {path} has mode {img.mode!r}; expected a single-channel id image "
+                    "(palette 'P', 8-bit 'L' or 16-bit), not a colour rendering"
+                )
+            return np.asarray(img).astype(np.int64)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise DatasetError(f"cannot read label {path}: {exc}") from exc
+
+
+def map_label(raw: np.ndarray, table: np.ndarray, path: Path, num_classes: int) -> np.ndarray:
+    """``table[raw]``; raw ids outside the table or mapped to -1 raise, naming file, ids and K."""
+    if raw.ndim != 2:
+        raise DatasetError(f"label {path} has shape {raw.shape}; expected a 2-D H x W id map")
+    bad_range = (raw < 0) | (raw >= len(table))
+    mapped = table[np.where(bad_range, 0, raw)]
+    bad = bad_range | (mapped < 0)
+    if bad.any():
+        ids = np.unique(raw[bad])
+        shown = ", ".join(str(int(i)) for i in ids[:20]) + (" ..." if len(ids) > 20 else "")
+        raise DatasetError(
+            f"label {path} holds ids [{shown}] that are not valid for this dataset "
+            f"({num_classes} classes; valid on-disk ids map to 0..{num_classes - 1} or {IGNORE_INDEX} = ignore)"
+        )
+    return mapped
+
+
+def colorize(mask: np.ndarray, palette: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
+    """Colour an H x W id map (prediction or label): ``palette[id]``, 255 -> VOC's ignore colour."""
+    mask = np.asarray(mask)
+    pal = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    full = np.zeros((256, 3), dtype=np.uint8)
+    full[: len(pal)] = pal[:256]
+    full[IGNORE_INDEX] = IGNORE_COLOR
+    bad = (mask < 0) | ((mask >= len(pal)) & (mask != IGNORE_INDEX))
+    if bad.any():
+        bad = np.unique(mask[bad])
+        raise DatasetError(f"colorize: ids {bad.tolist()[:20]} have no colour in a {len(pal)}-entry palette")
+    return full[mask.astype(np.int64)]
+
+
+def build_dataset(
+    name: str,
+    root: str | Path | None,
+    split: str,
+    transform: Callable[[dict], dict] | None = None,
+    **kwargs: Any,
+) -> SegDataset:
+    """Build a registered dataset; ``root`` may be None only for ``embedded`` (its default root)."""
+    try:
+        factory = DATASETS.get(name)
+    except KeyError as exc:
+        raise DatasetError(str(exc.args[0])) from exc
+    if root is None and name != "embedded":
+        raise DatasetError(f"dataset {name!r} needs a root folder (data.root in the config)")
+    return factory(root=root, split=split, transform=transform, **kwargs)

@@ -1,0 +1,153 @@
+"""Joint image/mask transforms on torchvision.transforms.v2 (image as ``tv_tensors.Image``,
+label as ``tv_tensors.Mask``, so geometry is shared and masks always use nearest sampling).
+
+Training follows the field's recipe (mmsegmentation / CIRKD): random rescale of the whole image,
+pad to the crop (image 0, mask 255), random crop, horizontal flip, optional photometric jitter,
+normalise. Validation only normalises; evaluation deals with sizes (whole / sliding window).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from ladseg.data.classes import IGNORE_INDEX
+from ladseg.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How pixels become network input: ``(x[channels] - mean) / std`` on 0-255 pixel values.
+
+    ``bgr`` reverses the channel order first; ``label_scale`` is the scale of LAD's label channel
+    that matches this input range (about 1 for ImageNet std units, 100 for raw 0-255 pixels).
+    """
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    bgr: bool
+    label_scale: float
+
+
+NORMALIZATIONS: dict[str, Normalization] = {
+    # RGB / 255 then ImageNet mean/std, written in 0-255 units (mean*255, std*255).
+    "imagenet": Normalization(
+        mean=(0.485 * 255, 0.456 * 255, 0.406 * 255), std=(0.229 * 255, 0.224 * 255, 0.225 * 255),
+        bgr=False, label_scale=1.0,
+    ),
+    # The reference (Caffe-style) input: BGR 0-255 minus the per-channel mean, no std.
+    "reference_bgr": Normalization(
+        mean=(104.00698793, 116.66876762, 122.67891434), std=(1.0, 1.0, 1.0), bgr=True, label_scale=100.0,
+    ),
+}
+
+
+def get_normalization(name: str) -> Normalization:
+    if name not in NORMALIZATIONS:
+        raise ConfigError(f"unknown normalization {name!r}; valid: {', '.join(NORMALIZATIONS)}")
+    return NORMALIZATIONS[name]
+
+
+class ToTVTensors:
+    """numpy / tensor ``image`` (H x W x 3 uint8) and ``mask`` (H x W) -> tv_tensors Image / Mask."""
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        out = dict(sample)
+        image = sample["image"]
+        if isinstance(image, np.ndarray):
+            image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        out["image"] = tv_tensors.Image(image)
+        if "mask" in sample and sample["mask"] is not None:
+            mask = sample["mask"]
+            mask = torch.from_numpy(np.ascontiguousarray(mask)) if isinstance(mask, np.ndarray) else mask
+            out["mask"] = tv_tensors.Mask(mask.to(torch.int64))
+        return out
+
+
+class RandomScale:
+    """Resize the whole sample by a ratio drawn uniformly from ``scale_range`` (torch RNG)."""
+
+    def __init__(self, scale_range: tuple[float, float]) -> None:
+        lo, hi = scale_range
+        if not 0 < lo <= hi:
+            raise ConfigError(f"scale_range must satisfy 0 < low <= high, got {scale_range}")
+        self.scale_range = (float(lo), float(hi))
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        lo, hi = self.scale_range
+        ratio = lo + (hi - lo) * float(torch.rand(()))
+        h, w = sample["image"].shape[-2:]
+        size = [max(1, round(h * ratio)), max(1, round(w * ratio))]
+        out = dict(sample)
+        out["image"] = F.resize(sample["image"], size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+        if "mask" in sample:
+            out["mask"] = F.resize(sample["mask"], size, interpolation=v2.InterpolationMode.NEAREST)
+        return out
+
+
+class Normalize:
+    """uint8 image -> float32 ``(x - mean) / std`` (after an optional RGB -> BGR flip)."""
+
+    def __init__(self, name: str) -> None:
+        self.norm = get_normalization(name)
+        self.mean = torch.tensor(self.norm.mean).view(3, 1, 1)
+        self.std = torch.tensor(self.norm.std).view(3, 1, 1)
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        x = sample["image"].as_subclass(torch.Tensor).to(torch.float32)
+        if self.norm.bgr:
+            x = x.flip(0)
+        out = dict(sample)
+        out["image"] = ((x - self.mean) / self.std).contiguous()
+        if "mask" in sample:
+            out["mask"] = sample["mask"].as_subclass(torch.Tensor).to(torch.int64).contiguous()
+        return out
+
+
+def build_transforms(
+    train: bool,
+    crop_size: tuple[int, int] | None = None,
+    scale_range: tuple[float, float] = (0.5, 2.0),
+    flip: bool = True,
+    photometric: bool = False,
+    normalize: str = "imagenet",
+) -> Callable[[dict], dict]:
+    """The standard pipeline on a sample dict; ``crop_size`` is (H, W) and required for training.
+
+    ``photometric`` adds colour jitter in the spirit of mmsegmentation's PhotoMetricDistortion
+    (brightness, contrast, saturation, hue); it touches the image only.
+    """
+    steps: list[Callable] = [ToTVTensors()]
+    if train:
+        if crop_size is None:
+            raise ConfigError("build_transforms(train=True) needs crop_size=(H, W)")
+        crop = (int(crop_size[0]), int(crop_size[1]))
+        steps.append(RandomScale(scale_range))
+        steps.append(
+            v2.RandomCrop(crop, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX})
+        )
+        if flip:
+            steps.append(v2.RandomHorizontalFlip(p=0.5))
+        if photometric:
+            steps.append(v2.ColorJitter(brightness=0.125, contrast=0.5, saturation=0.5, hue=0.05))
+    steps.append(Normalize(normalize))
+    return v2.Compose(steps)
+
+
+def denormalize(image: torch.Tensor, name: str = "imagenet") -> np.ndarray:
+    """Undo :class:`Normalize` for display: 3 x H x W float tensor -> H x W x 3 uint8 RGB."""
+    norm = get_normalization(name)
+    x = image.detach().to("cpu", torch.float32)
+    if x.ndim != 3 or x.shape[0] != 3:
+        raise ValueError(f"denormalize expects a 3 x H x W tensor, got shape {tuple(x.shape)}")
+    x = x * torch.tensor(norm.std).view(3, 1, 1) + torch.tensor(norm.mean).view(3, 1, 1)
+    if norm.bgr:
+        x = x.flip(0)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()

@@ -1,0 +1,144 @@
+"""Turn config sections into the parts the engine drives: datasets, networks, method, optimiser.
+
+Every method (supervised, LAD teacher, distillation, KD baselines) is built here the same way,
+so baselines and distillation differ only in their ``method:`` and ``teacher:`` sections.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ladseg.engine.checkpoint import build_model_from_checkpoint, load_weights_into
+from ladseg.engine.config import Config, ModelConfig
+from ladseg.errors import ConfigError
+from ladseg.methods.base import Method
+from ladseg.models import Segmentor, build_model
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"run.device={name!r} but CUDA is not available; use 'auto' or 'cpu'")
+    return device
+
+
+# -- data ------------------------------------------------------------------------------------
+def build_split(cfg: Config, split: str, train: bool) -> Any:
+    """A dataset split with the config's transforms (random scale/crop/flip for training)."""
+    from ladseg.data import build_dataset
+    from ladseg.data.transforms import build_transforms
+
+    d = cfg.data
+    if train:
+        transform = build_transforms(
+            True, tuple(d.crop_size), scale_range=tuple(d.scale_range), flip=d.flip,
+            photometric=d.photometric, normalize=d.normalize,
+        )  # fmt: skip
+    else:
+        transform = build_transforms(False, tuple(d.crop_size), normalize=d.normalize)
+    return build_dataset(d.dataset, d.root, split, transform=transform, **d.kwargs)
+
+
+def build_loader_for(cfg: Config, dataset: Any, train: bool, seed: int = 0) -> Any:
+    from ladseg.data import build_loader
+
+    batch_size = cfg.data.batch_size if train else cfg.eval.batch_size
+    return build_loader(dataset, batch_size, train, num_workers=cfg.data.num_workers, seed=seed)
+
+
+def dataset_num_classes(cfg: Config, dataset: Any) -> int:
+    """The dataset's class count; a different ``model.num_classes`` is an error, not a silent pick."""
+    n = int(dataset.num_classes)
+    if cfg.model.num_classes is not None and cfg.model.num_classes != n:
+        raise ConfigError(
+            f"model.num_classes={cfg.model.num_classes} but dataset {cfg.data.dataset!r} has {n} classes "
+            "(leave model.num_classes null to take it from the dataset)"
+        )
+    return n
+
+
+# -- networks --------------------------------------------------------------------------------
+def build_network(section: ModelConfig, num_classes: int, in_channels: int | None = None) -> Segmentor:
+    return build_model(
+        section.name,
+        section.backbone,
+        num_classes=section.num_classes or num_classes,
+        in_channels=in_channels or section.in_channels,
+        aux=section.aux,
+        output_stride=section.output_stride,
+        pretrained=section.pretrained,
+        head=dict(section.head) or None,
+    )
+
+
+def build_student(cfg: Config, num_classes: int) -> Segmentor:
+    """The trained network; ``train.init_checkpoint`` starts it from trained weights (fine-tuning)."""
+    student = build_network(cfg.model, num_classes)
+    if cfg.train.init_checkpoint:
+        load_weights_into(student, cfg.train.init_checkpoint)
+    return student
+
+
+def build_teacher(cfg: Config, num_classes: int) -> Segmentor:
+    """The frozen teacher from ``teacher:`` (model section or the checkpoint's own spec) + its weights."""
+    t = cfg.teacher
+    if not t.checkpoint:
+        raise ConfigError(f"method {cfg.method_name!r} needs a trained teacher: set teacher.checkpoint")
+    if t.model is None:
+        teacher, _ = build_model_from_checkpoint(t.checkpoint)
+    else:
+        teacher = build_network(t.model, num_classes, in_channels=t.in_channels)
+        load_weights_into(teacher, t.checkpoint)
+    if teacher.num_classes != num_classes:
+        raise ConfigError(
+            f"teacher {t.checkpoint} predicts {teacher.num_classes} classes but the student has {num_classes}"
+        )
+    return teacher.eval()
+
+
+def method_class(name: str) -> type[Method]:
+    from ladseg.methods import METHODS
+
+    import ladseg.methods.supervised  # noqa: F401  (registers "supervised" if the package does not)
+
+    try:
+        return METHODS.get(name)  # type: ignore[return-value]
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from None
+
+
+def build_method_from_config(cfg: Config, student: Segmentor, num_classes: int, teacher: Segmentor | None) -> Method:
+    from ladseg.methods import build_method
+
+    method_class(cfg.method_name)
+    try:
+        return build_method(cfg.method_name, cfg.method_params, student, num_classes, teacher=teacher)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"method section ({cfg.method_name}): {exc}") from None
+
+
+# -- optimisation ----------------------------------------------------------------------------
+def build_optimizer(method: nn.Module, cfg: Config) -> torch.optim.SGD:
+    """SGD over the trainable parameters; outside the backbone the lr is ``head_lr_mult`` x lr.
+
+    The teacher is not a submodule of the method, so it never reaches the optimiser.
+    """
+    o = cfg.optim
+    student = getattr(method, "student", None)
+    backbone = getattr(student, "backbone", None)
+    backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
+    params = [p for p in method.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if id(p) in backbone_ids], "lr": o.lr},
+        {"params": [p for p in params if id(p) not in backbone_ids], "lr": o.lr * o.head_lr_mult},
+    ]
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise ConfigError(f"method {cfg.method_name!r} has no trainable parameters")
+    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)

@@ -1,0 +1,149 @@
+"""Checkpoints that carry their metadata and load with ``torch.load(weights_only=True)``.
+
+Layout (docs/ARCHITECTURE.md "Checkpoints")::
+
+    {"model": state_dict of method.export_model(),
+     "meta": {"spec", "class_names", "palette", "normalize", "config", "iteration", "metrics"},
+     "state": {"method", "optimizer", "scheduler", "iteration", "rng", ...}}   # resume only
+
+Plain tensors and plain data only, so a checkpoint alone is enough to predict with and loading
+one never runs pickled code. Writes are atomic (temporary file in the same folder, fsync,
+rename) and the previous file is kept as ``<name>.prev``, so a crash mid-write never loses the
+last good checkpoint. Checkpoints of the reference code (CIRKD/LAD) are imported through
+:mod:`ladseg.models.convert`.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ladseg.errors import CheckpointError
+from ladseg.models import Segmentor, build_model
+
+# What a reference (CIRKD/LAD) checkpoint implies about its inputs.
+REFERENCE_META = {"normalize": "reference_bgr", "class_names": None, "palette": None}
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` atomically; an existing file at ``path`` becomes ``path.prev``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            os.replace(path, path.with_name(path.name + ".prev"))
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint safely (weights_only=True): an unsafe pickle is refused, not run."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refusing to load a checkpoint that needs arbitrary pickled objects "
+            f"(weights_only=True failed: {str(exc).splitlines()[0]}); expected plain tensors and data"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: expected a mapping at the top level, got {type(payload).__name__}")
+    return payload
+
+
+def is_ladseg_checkpoint(payload: dict[str, Any]) -> bool:
+    return isinstance(payload.get("model"), dict) and isinstance(payload.get("meta"), dict)
+
+
+def _spec_diff(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    keys = sorted((set(expected) | set(actual)) - {"pretrained"})
+    return [f"{k}: checkpoint {expected.get(k)!r} vs model {actual.get(k)!r}" for k in keys if expected.get(k) != actual.get(k)]
+
+
+def load_model_weights(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], spec: dict[str, Any] | None = None, source: str = "checkpoint"
+) -> None:
+    """Load ``state_dict`` strictly, explaining a mismatch (architecture, class count, first keys)."""
+    model_spec = getattr(model, "spec", None)
+    if spec is not None and model_spec is not None:
+        diff = _spec_diff(spec, model_spec)
+        if diff:
+            raise CheckpointError(f"{source} was saved for another model: " + "; ".join(diff))
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if shapes:
+        problems.append(f"shape mismatch (checkpoint vs model): {', '.join(shapes[:5])}")
+    if missing:
+        problems.append(f"missing keys: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    if unexpected:
+        problems.append(f"unexpected keys: {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
+    if problems:
+        raise CheckpointError(f"{source} does not fit the model: " + "; ".join(problems))
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _reference_model(path: Path) -> Segmentor:
+    from ladseg.models.convert import load_reference_checkpoint  # helper-1's importer
+
+    return load_reference_checkpoint(path)
+
+
+def build_model_from_checkpoint(path_or_payload: str | Path | dict[str, Any]) -> tuple[Segmentor, dict[str, Any]]:
+    """Rebuild the saved network (ladseg or reference checkpoint) -> (model in eval mode, meta)."""
+    if isinstance(path_or_payload, dict):
+        payload, path = path_or_payload, None
+    else:
+        path = Path(path_or_payload)
+        payload = load_checkpoint(path)
+    if is_ladseg_checkpoint(payload):
+        meta = dict(payload["meta"])
+        if not isinstance(meta.get("spec"), dict):
+            raise CheckpointError(f"{path or 'checkpoint'}: meta has no model spec to rebuild the network")
+        model = build_model(**meta["spec"])
+        load_model_weights(model, payload["model"], meta["spec"], source=str(path or "checkpoint"))
+    elif path is not None:
+        model = _reference_model(path)
+        meta = {**REFERENCE_META, **dict(getattr(model, "meta", {}) or {})}
+        meta.update(spec=dict(model.spec), config=None, iteration=None, metrics={})
+    else:
+        raise CheckpointError("payload is not a ladseg checkpoint (no 'model' and 'meta'); pass a path to import a reference one")
+    return model.eval(), meta
+
+
+def load_weights_into(model: Segmentor, path: str | Path) -> dict[str, Any]:
+    """Load a ladseg or reference checkpoint into an already built ``model``; returns the meta."""
+    path = Path(path)
+    payload = load_checkpoint(path)
+    if is_ladseg_checkpoint(payload):
+        meta = dict(payload["meta"])
+        load_model_weights(model, payload["model"], meta.get("spec"), source=str(path))
+        return meta
+    reference = _reference_model(path)
+    load_model_weights(model, reference.state_dict(), dict(reference.spec), source=f"{path} (reference)")
+    return {**REFERENCE_META, "spec": dict(reference.spec)}

@@ -1,0 +1,345 @@
+"""Configs are data: YAML -> typed dataclasses, ``_base_`` inheritance, dotted overrides.
+
+A config file is a YAML mapping whose sections mirror the dataclasses below. ``_base_`` (a path,
+or a list of paths, relative to the file) names configs to deep-merge underneath. Command-line
+overrides ``key.sub=value`` are parsed as YAML scalars (``train.iters=100``,
+``data.crop_size=[64,64]``). An unknown key or a value of the wrong type is a
+:class:`~ladseg.errors.ConfigError` naming the dotted key and the expected type, so a typo never
+silently falls back to a default. The resolved config is saved into every run folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from ladseg.errors import ConfigError
+
+
+@dataclass
+class RunConfig:
+    name: str = ""
+    work_dir: str | None = None  # default: work_dirs/<config stem>
+    seed: int = 0
+    device: str = "auto"  # "auto" = cuda when available, else cpu
+
+
+@dataclass
+class ModelConfig:
+    name: str = "deeplabv3"
+    backbone: str = "resnet18"
+    num_classes: int | None = None  # None: taken from the dataset
+    in_channels: int = 3
+    aux: bool = True
+    output_stride: int = 8
+    pretrained: str | None = None
+    head: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "embedded"
+    root: str | None = None  # None: the dataset's default root
+    train_split: str = "train"
+    val_split: str = "val"
+    crop_size: list[int] = field(default_factory=lambda: [512, 512])
+    scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    flip: bool = True
+    photometric: bool = False
+    normalize: str = "imagenet"
+    batch_size: int = 16
+    num_workers: int = 4
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TeacherConfig:
+    """The frozen teacher of a distillation method: a model section or another run's config."""
+
+    model: ModelConfig | None = None
+    config: str | None = None  # path to the teacher's YAML; its model section is used
+    checkpoint: str | None = None
+    in_channels: int | None = None  # overrides model.in_channels (e.g. 3 + k for a LAD teacher)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    warmup_iters: int = 0
+    warmup_ratio: float = 0.1
+    head_lr_mult: float = 1.0  # lr multiplier for everything outside the backbone
+
+
+@dataclass
+class TrainConfig:
+    iters: int = 40000
+    val_interval: int = 800
+    log_interval: int = 50
+    checkpoint_interval: int = 1000
+    amp: str = "none"  # none | bf16 | fp16 | auto
+    channels_last: bool = False
+    compile: bool = False
+    init_checkpoint: str | None = None  # start the student from trained weights (fine-tuning)
+    tensorboard: bool = False
+    resume: bool = True  # continue from work_dir/last.pth when present
+
+
+@dataclass
+class EvalConfig:
+    mode: str = "whole"  # whole | slide | multiscale
+    crop_size: list[int] | None = None  # slide window; None: data.crop_size
+    stride: list[int] | None = None  # slide stride; None: 2/3 of the crop
+    scales: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
+    scale_mode: str = "whole"  # how each scale of multiscale runs: whole | slide
+    flip: bool = False
+    batch_size: int = 1
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: dict[str, Any] = field(default_factory=lambda: {"name": "supervised"})
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def method_name(self) -> str:
+        return str(self.method.get("name", "supervised"))
+
+    @property
+    def method_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.method.items() if k != "name"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+CHOICES = {
+    "train.amp": ("none", "bf16", "fp16", "auto"),
+    "eval.mode": ("whole", "slide", "multiscale"),
+    "eval.scale_mode": ("whole", "slide"),
+}
+
+
+# -- typing ------------------------------------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    if get_origin(tp) is list:
+        return f"a list of {_type_name(get_args(tp)[0])}"
+    if get_origin(tp) is dict:
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it converted (int -> float, dicts -> dataclasses)."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(tp) if a is not type(None)]
+        if value is None and len(options) < len(get_args(tp)):
+            return None
+        if len(options) == 1:  # Optional[X]: X's own error names the nested key
+            return _coerce(value, options[0], key)
+        for option in options:
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                continue
+        raise _type_error(key, value, tp)
+    if tp is type(None):
+        if value is None:
+            return None
+        raise _type_error(key, value, tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise _type_error(key, value, tp)
+        return _from_dict(tp, value, key)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(key, value, tp)
+        (item,) = get_args(tp)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _type_error(key, value, tp)
+        return copy.deepcopy(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float) and isinstance(value, bool):
+        raise _type_error(key, value, tp)
+    if isinstance(value, tp):
+        return value
+    raise _type_error(key, value, tp)
+
+
+def _type_error(key: str, value: Any, tp: Any) -> ConfigError:
+    return ConfigError(f"config key {key!r}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def _from_dict(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"unknown config key {where}{unknown[0]!s}"
+            f"{' (and ' + ', '.join(unknown[1:]) + ')' if len(unknown) > 1 else ''}; "
+            f"valid keys{' of ' + prefix if prefix else ''}: {', '.join(names)}"
+        )
+    kwargs = {}
+    for name, value in raw.items():
+        key = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _coerce(value, hints[name], key)
+    return cls(**kwargs)
+
+
+def _check_values(cfg: Config) -> None:
+    """Checks beyond types: choices, pair lengths, positive counts."""
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in allowed:
+            raise ConfigError(f"config key {key!r}: expected one of {', '.join(allowed)}, got {value!r}")
+    pairs = {
+        "data.crop_size": cfg.data.crop_size,
+        "data.scale_range": cfg.data.scale_range,
+        "eval.crop_size": cfg.eval.crop_size,
+        "eval.stride": cfg.eval.stride,
+    }
+    for key, value in pairs.items():
+        if value is not None and len(value) != 2:
+            raise ConfigError(f"config key {key!r}: expected two values [h, w] / [lo, hi], got {value!r}")
+    positive = {
+        "train.iters": cfg.train.iters,
+        "train.val_interval": cfg.train.val_interval,
+        "train.log_interval": cfg.train.log_interval,
+        "train.checkpoint_interval": cfg.train.checkpoint_interval,
+        "data.batch_size": cfg.data.batch_size,
+        "eval.batch_size": cfg.eval.batch_size,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"config key {key!r}: expected a positive integer, got {value}")
+    if not isinstance(cfg.method.get("name", "supervised"), str):
+        raise ConfigError(f"config key 'method.name': expected a method name, got {cfg.method.get('name')!r}")
+
+
+# -- files, inheritance and overrides -----------------------------------------------------------
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``; mappings merge key by key, anything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_yaml_tree(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a YAML config and its ``_base_`` chain into one raw mapping."""
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ConfigError(f"_base_ cycle: {' -> '.join(str(p) for p in (*_seen, path))}")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a YAML mapping at the top level")
+    bases = raw.pop("_base_", [])
+    bases = [bases] if isinstance(bases, str) else list(bases)
+    merged: dict[str, Any] = {}
+    for base in bases:
+        merged = deep_merge(merged, load_yaml_tree(path.parent / base, (*_seen, path)))
+    return deep_merge(merged, raw)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"a.b=value"`` -> (["a", "b"], YAML-parsed value)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key.sub=value")
+    key, value = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {text!r}: empty key part")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+    return parts, parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    out = copy.deepcopy(raw)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                if node.get(part) is not None:
+                    raise ConfigError(f"override {text!r}: {'.'.join(parts[: i + 1])} is not a section")
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return out
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Typed, checked config from a raw mapping (unknown keys and wrong types are errors)."""
+    cfg = _from_dict(Config, raw)
+    cfg.method.setdefault("name", "supervised")
+    _check_values(cfg)
+    return cfg
+
+
+def _resolve_teacher(raw: dict[str, Any], config_dir: Path) -> None:
+    """Inline the model section of ``teacher.config`` so the saved config stands on its own."""
+    teacher = raw.get("teacher")
+    if not isinstance(teacher, dict) or not teacher.get("config") or teacher.get("model"):
+        return
+    candidate = Path(teacher["config"])
+    if not candidate.is_absolute() and not candidate.is_file():
+        candidate = config_dir / candidate
+    teacher_raw = load_yaml_tree(candidate)
+    teacher["model"] = teacher_raw.get("model", {})
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read ``path`` (with its ``_base_`` chain), apply dotted overrides, type-check, fill defaults."""
+    path = Path(path)
+    raw = apply_overrides(load_yaml_tree(path), list(overrides or []))
+    _resolve_teacher(raw, path.resolve().parent)
+    cfg = config_from_dict(raw)
+    if not cfg.run.name:
+        cfg.run.name = path.stem
+    if cfg.run.work_dir is None:
+        cfg.run.work_dir = str(Path("work_dirs") / path.stem)
+    return cfg
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

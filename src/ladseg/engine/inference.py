@@ -1,0 +1,105 @@
+"""Inference modes: whole image, sliding window, and multi-scale (+ flip).
+
+Every mode takes a network returning :class:`~ladseg.models.SegOutput` and an N x C x H x W
+input and returns N x K x H x W scores at the input size:
+
+- ``whole``: one forward pass, logits up-sampled to the input size.
+- ``slide``: crops of ``crop_size`` every ``stride`` pixels (the input is zero-padded at the
+  bottom/right when smaller than a crop); overlapping logits are summed and divided by how
+  many windows covered each pixel (mmsegmentation's slide inference).
+- ``multiscale``: the input resized by each scale (and horizontally flipped when ``flip``),
+  each run as ``whole`` or ``slide``; the **softmax probabilities** are averaged at the input
+  size, so scales with larger logit magnitudes do not dominate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ladseg.models.segmentor import ALIGN_CORNERS, resize_logits
+from ladseg.registry import Registry
+
+INFERENCE_MODES: Registry[Callable[..., Tensor]] = Registry("inference mode")
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    h, w = value
+    return int(h), int(w)
+
+
+@INFERENCE_MODES.register("whole")
+@torch.no_grad()
+def whole_inference(model: nn.Module, x: Tensor, **_: object) -> Tensor:
+    """Logits of one forward pass, up-sampled to the input size."""
+    return resize_logits(model(x).logits.float(), x.shape[-2:])
+
+
+@INFERENCE_MODES.register("slide")
+@torch.no_grad()
+def slide_inference(
+    model: nn.Module, x: Tensor, crop_size: int | Sequence[int] = 512, stride: int | Sequence[int] | None = None, **_: object
+) -> Tensor:
+    """Count-normalised sum of window logits; ``stride`` defaults to 2/3 of the crop."""
+    ch, cw = _pair(crop_size)
+    sh, sw = _pair(stride) if stride is not None else (max(1, 2 * ch // 3), max(1, 2 * cw // 3))
+    h, w = x.shape[-2:]
+    ph, pw = max(h, ch), max(w, cw)
+    if (ph, pw) != (h, w):
+        x = F.pad(x, (0, pw - w, 0, ph - h))
+    rows = (max(ph - ch + sh - 1, 0)) // sh + 1
+    cols = (max(pw - cw + sw - 1, 0)) // sw + 1
+    scores: Tensor | None = None
+    count = torch.zeros(1, 1, ph, pw, device=x.device)
+    for r in range(rows):
+        for c in range(cols):
+            y2, x2 = min(r * sh + ch, ph), min(c * sw + cw, pw)
+            y1, x1 = y2 - ch, x2 - cw
+            logits = resize_logits(model(x[..., y1:y2, x1:x2]).logits.float(), (ch, cw))
+            if scores is None:
+                scores = x.new_zeros(x.shape[0], logits.shape[1], ph, pw, dtype=torch.float32)
+            scores[..., y1:y2, x1:x2] += logits
+            count[..., y1:y2, x1:x2] += 1
+    assert scores is not None
+    return (scores / count)[..., :h, :w]
+
+
+@INFERENCE_MODES.register("multiscale")
+@torch.no_grad()
+def multiscale_inference(
+    model: nn.Module,
+    x: Tensor,
+    scales: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75),
+    flip: bool = False,
+    scale_mode: str = "whole",
+    **kwargs: object,
+) -> Tensor:
+    """Mean softmax probability over scales (and flips), each run with ``scale_mode``."""
+    base = INFERENCE_MODES.get(scale_mode)
+    h, w = x.shape[-2:]
+    total: Tensor | None = None
+    n = 0
+    for s in scales:
+        size = (max(1, round(h * s)), max(1, round(w * s)))
+        xs = x if size == (h, w) else F.interpolate(x, size=size, mode="bilinear", align_corners=ALIGN_CORNERS)
+        for flipped in (False, True) if flip else (False,):
+            inp = xs.flip(-1) if flipped else xs
+            logits = base(model, inp, **kwargs)
+            if flipped:
+                logits = logits.flip(-1)
+            probs = resize_logits(logits, (h, w)).softmax(1)
+            total = probs if total is None else total + probs
+            n += 1
+    if total is None:
+        raise ValueError("multiscale inference needs at least one scale")
+    return total / n
+
+
+def infer(model: nn.Module, x: Tensor, mode: str = "whole", **kwargs: object) -> Tensor:
+    """Scores N x K x H x W at the input size with the named mode (see the module docstring)."""
+    return INFERENCE_MODES.build(mode, model, x, **kwargs)

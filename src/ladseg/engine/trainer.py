@@ -1,0 +1,243 @@
+"""The one training engine every method plugs into.
+
+``train(cfg)`` builds data, the student (and a frozen teacher when the method needs one), the
+method, SGD with a poly schedule, then runs an iteration-based loop::
+
+    for each iteration:  lr <- poly(i);  terms = module(batch);  backward/step (autocast, scaler)
+        every log_interval:        one JSON line (iter, lr, loss terms, s/iter)
+        every val_interval:        evaluate(method.eval_model()) -> best.pth on a new best mIoU
+        every checkpoint_interval: last.pth (model + meta + resume state)
+
+``self.module`` is what the loop calls (the method; a DDP wrapper later), writes go through
+:func:`ladseg.engine.dist.is_main_process` and metric reductions through ``all_reduce_sum``.
+A run folder holding ``last.pth`` is resumed (iteration, optimiser, schedule, RNG states; the
+data order restarts at the current epoch's beginning).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from ladseg.engine.amp import build_amp
+from ladseg.engine.builders import (
+    build_loader_for,
+    build_method_from_config,
+    build_optimizer,
+    build_split,
+    build_student,
+    build_teacher,
+    dataset_num_classes,
+    method_class,
+    resolve_device,
+)
+from ladseg.engine.checkpoint import load_checkpoint, save_checkpoint
+from ladseg.engine.config import Config, save_config
+from ladseg.engine.dist import is_main_process
+from ladseg.engine.evaluation import evaluate, move_batch
+from ladseg.engine.logging import RunLogger
+from ladseg.engine.metrics import SegMetrics
+from ladseg.engine.rng import get_rng_state, seed_everything, set_rng_state
+from ladseg.engine.schedule import PolySchedule
+from ladseg.errors import CheckpointError, LadsegError
+
+
+class Trainer:
+    """Holds the parts of one run; :meth:`fit` runs it to ``train.iters``."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.work_dir = Path(cfg.run.work_dir or Path("work_dirs") / (cfg.run.name or "run"))
+        self.device = resolve_device(cfg.run.device)
+        seed_everything(cfg.run.seed)
+        self.train_set = build_split(cfg, cfg.data.train_split, train=True)
+        self.val_set = build_split(cfg, cfg.data.val_split, train=False)
+        self.num_classes = dataset_num_classes(cfg, self.train_set)
+        self.method = self._build_method()
+        self.module = self.method  # the one place a DDP wrapper will go
+        self.optimizer = build_optimizer(self.method, cfg)
+        o = cfg.optim
+        self.schedule = PolySchedule(self.optimizer, cfg.train.iters, o.poly_power, o.warmup_iters, o.warmup_ratio)
+        self.amp = build_amp(cfg.train.amp, self.device)
+        self.iteration = 0
+        self.best_miou = -math.inf
+        self.last_metrics: dict[str, Any] = {}
+
+    # -- construction ----------------------------------------------------------------------
+    def _build_method(self) -> Any:
+        cfg = self.cfg
+        student = build_student(cfg, self.num_classes)
+        teacher = build_teacher(cfg, self.num_classes) if method_class(cfg.method_name).needs_teacher else None
+        method = build_method_from_config(cfg, student, self.num_classes, teacher)
+        method.to(self.device)
+        if method.teacher is not None:
+            method.teacher.to(self.device)
+        if cfg.train.channels_last:
+            method.to(memory_format=torch.channels_last)
+            if method.teacher is not None:
+                method.teacher.to(memory_format=torch.channels_last)
+        if cfg.train.compile:
+            method.student.compile()  # in place: state_dict keys stay unchanged
+        return method
+
+    def _batches(self) -> Iterator[dict[str, Any]]:
+        """Endless batches; epoch e's loader is seeded with seed + e, so the order is reproducible.
+
+        On resume the data restarts at the beginning of the current epoch.
+        """
+        seed = self.cfg.run.seed
+        steps = max(1, len(build_loader_for(self.cfg, self.train_set, train=True, seed=seed)))
+        epoch = self.iteration // steps
+        while True:
+            yield from build_loader_for(self.cfg, self.train_set, train=True, seed=seed + epoch)
+            epoch += 1
+
+    # -- one step --------------------------------------------------------------------------
+    def train_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """One optimisation step; returns the detached loss terms. A non-finite loss stops the run."""
+        self.schedule.step(self.iteration)
+        batch = move_batch(batch, self.device, self.cfg.train.channels_last)
+        self.module.train()
+        with self.amp.autocast():
+            terms = self.module(batch)
+        loss = terms["loss"]
+        if not bool(torch.isfinite(loss.detach())):
+            values = {k: float(v.detach().float()) for k, v in terms.items()}
+            raise LadsegError(
+                f"non-finite loss at iteration {self.iteration + 1}: {values}; stopped, "
+                f"the last good checkpoint is {self.work_dir / 'last.pth'} (try a lower optim.lr or train.amp=none)"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        scaler = self.amp.scaler
+        scaler.scale(loss).backward()
+        scaler.step(self.optimizer)
+        scaler.update()
+        self.iteration += 1
+        return {k: v.detach().float() for k, v in terms.items()}
+
+    # -- validation and checkpoints --------------------------------------------------------
+    def validate(self) -> SegMetrics:
+        e, d = self.cfg.eval, self.cfg.data
+        loader = build_loader_for(self.cfg, self.val_set, train=False)
+        return evaluate(
+            self.method.eval_model(), loader, self.num_classes, mode=e.mode,
+            crop_size=e.crop_size or d.crop_size, stride=e.stride, scales=e.scales, flip=e.flip,
+            scale_mode=e.scale_mode, input_fn=self.method.inference_input, device=self.device,
+            class_names=getattr(self.val_set, "classes", None), autocast=self.amp.autocast,
+        )  # fmt: skip
+
+    def meta(self) -> dict[str, Any]:
+        palette = getattr(self.train_set, "palette", None)
+        return {
+            "spec": dict(self.method.export_model().spec),
+            "class_names": list(getattr(self.train_set, "classes", []) or []),
+            "palette": [list(map(int, c)) for c in palette] if palette is not None else None,
+            "normalize": self.cfg.data.normalize,
+            "config": self.cfg.to_dict(),
+            "iteration": self.iteration,
+            "metrics": dict(self.last_metrics),
+        }
+
+    def save(self, name: str, with_state: bool) -> None:
+        if not is_main_process():
+            return
+        payload: dict[str, Any] = {"model": self.method.export_model().state_dict(), "meta": self.meta()}
+        if with_state:
+            payload["state"] = {
+                "method": self.method.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.schedule.state_dict(),
+                "scaler": self.amp.scaler.state_dict(),
+                "iteration": self.iteration,
+                "best_miou": self.best_miou,
+                "rng": get_rng_state(),
+            }
+        save_checkpoint(self.work_dir / name, payload)
+
+    def resume(self, path: Path) -> None:
+        """Continue from a resume checkpoint (model/method, optimiser, schedule, iteration, RNG)."""
+        payload = load_checkpoint(path)
+        state = payload.get("state")
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{path} has no resume state (was it saved by 'ladseg train'?)")
+        self.method.load_state_dict(state["method"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.amp.scaler.load_state_dict(state["scaler"])
+        self.iteration = int(state["iteration"])
+        self.best_miou = float(state.get("best_miou", -math.inf))
+        self.last_metrics = dict(payload["meta"].get("metrics") or {})
+        set_rng_state(state["rng"])
+
+    # -- the loop --------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        if is_main_process():
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, self.work_dir / "config.yaml")
+        last = self.work_dir / "last.pth"
+        if self.cfg.train.resume and last.is_file():
+            self.resume(last)
+            print(f"resumed {last} at iteration {self.iteration}")
+
+    def _run_validation(self, logger: RunLogger) -> None:
+        metrics = self.validate()
+        self.last_metrics = metrics.summary()
+        logger.log("val", self.iteration, metrics.to_dict())
+        if metrics.miou > self.best_miou:
+            self.best_miou = metrics.miou
+            self.save("best.pth", with_state=False)
+
+    def fit(self) -> dict[str, Any]:
+        """Train to ``train.iters`` (resuming when possible); returns the final metrics."""
+        self._prepare()
+        t = self.cfg.train
+        logger = RunLogger(self.work_dir, t.tensorboard)
+        bar = tqdm(total=t.iters, initial=self.iteration, desc=self.cfg.run.name, disable=not is_main_process())
+        sums: dict[str, Tensor] = {}
+        count, interval_time, total_time, steps = 0, 0.0, 0.0, 0
+        batches = self._batches() if self.iteration < t.iters else iter(())
+        try:
+            while self.iteration < t.iters:
+                tic = time.perf_counter()  # data + step; the finiteness check syncs the device
+                terms = self.train_step(next(batches))
+                interval_time += time.perf_counter() - tic
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0) + v
+                count += 1
+                bar.update(1)
+                i = self.iteration
+                if i % t.log_interval == 0 or i == t.iters:
+                    values = {k: float(v) / count for k, v in sums.items()}
+                    bar.set_postfix(loss=f"{values['loss']:.4f}")
+                    logger.log("train", i, {"lr": self.schedule.get_lr(), **values, "s_per_iter": interval_time / count})
+                    total_time, steps = total_time + interval_time, steps + count
+                    sums, count, interval_time = {}, 0, 0.0
+                if i % t.val_interval == 0 or i == t.iters:
+                    self._run_validation(logger)
+                if i % t.checkpoint_interval == 0 or i == t.iters:
+                    self.save("last.pth", with_state=True)
+            if not self.last_metrics:
+                self._run_validation(logger)
+        finally:
+            bar.close()
+            logger.close()
+        return {
+            "iteration": self.iteration,
+            **self.last_metrics,
+            "best_mIoU": 100 * self.best_miou if math.isfinite(self.best_miou) else None,
+            "s_per_iter": total_time / steps if steps else None,
+            "work_dir": str(self.work_dir),
+        }
+
+
+def train(cfg: Config) -> dict[str, Any]:
+    """Build and run one training run from a config; returns the final metrics (percent)."""
+    return Trainer(cfg).fit()

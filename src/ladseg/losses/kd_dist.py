@@ -1,0 +1,77 @@
+"""DIST: distillation from a stronger teacher by Pearson-correlation relations (Huang et al., NeurIPS 2022)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import Tensor
+
+from ladseg.errors import ConfigError
+from ladseg.losses import LOSSES
+from ladseg.losses.base import DistillLoss
+from ladseg.losses.kd_utils import feature_pair, positive
+from ladseg.models.segmentor import SegOutput
+
+
+def pearson_rows(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
+    """Pearson correlation of each row of ``a`` with the same row of ``b`` (inputs R x D, output R)."""
+    a = a - a.mean(dim=1, keepdim=True)
+    b = b - b.mean(dim=1, keepdim=True)
+    return (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
+
+
+def dist_loss(
+    s_logits: Tensor, t_logits: Tensor, tau: float = 1.0, beta: float = 1.0, gamma: float = 1.0
+) -> Tensor:
+    """``tau^2 * (beta * inter + gamma * intra)`` on N x K x h x w logits, every pixel an instance.
+
+    inter-class: 1 - mean over pixels of the Pearson correlation, across the K classes, of the
+    student's and teacher's softmax(z / tau); intra-class: 1 - mean over classes of the correlation
+    across all N*h*w pixels of the batch (the official segmentation code's ``class_relation``).
+    """
+    k = s_logits.shape[1]
+    ps = (s_logits / tau).softmax(dim=1).permute(0, 2, 3, 1).reshape(-1, k)
+    pt = (t_logits / tau).softmax(dim=1).permute(0, 2, 3, 1).reshape(-1, k)
+    inter = 1.0 - pearson_rows(ps, pt).mean()
+    intra = 1.0 - pearson_rows(ps.t(), pt.t()).mean()
+    return (tau**2) * (beta * inter + gamma * intra)
+
+
+@LOSSES.register("dist")
+class DISTLoss(DistillLoss):
+    """DIST on the main logits (teacher resized to the student's size).
+
+    Defaults follow the official segmentation code (``hunto/DIST_KD/segmentation``): beta = gamma = 1,
+    tau = 1 (plain softmax), weight 1. The official recipe also applies DIST with weight 0.4 to the
+    auxiliary logits; here the teacher runs in eval mode without aux logits, so only main logits count.
+    No labels are used, so ignore pixels are kept (as in the paper).
+    """
+
+    default_weight: ClassVar[float] = 1.0
+
+    def __init__(
+        self,
+        student_channels: int,
+        teacher_channels: int,
+        num_classes: int,
+        tau: float = 1.0,
+        beta: float = 1.0,
+        gamma: float = 1.0,
+    ) -> None:
+        super().__init__(student_channels, teacher_channels, num_classes)
+        self.tau = positive("dist tau", tau)
+        if beta < 0 or gamma < 0:
+            raise ConfigError(f"dist beta and gamma must be >= 0, got beta={beta}, gamma={gamma}")
+        self.beta = float(beta)
+        self.gamma = float(gamma)
+
+    def forward(self, student: SegOutput, teacher: SegOutput, mask: Tensor) -> Tensor:
+        s, t = feature_pair(student.logits, teacher.logits)
+        if s.shape[1] != t.shape[1]:
+            raise ConfigError(
+                f"dist needs the same classes in student and teacher, got {s.shape[1]} and {t.shape[1]}"
+            )
+        return dist_loss(s, t, self.tau, self.beta, self.gamma)
+
+
+__all__ = ["DISTLoss", "dist_loss", "pearson_rows"]

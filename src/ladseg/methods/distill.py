@@ -1,0 +1,137 @@
+"""Distillation from a frozen teacher into an image-only student (method ``distill``).
+
+LAD stage 2 (Qiu et al., arXiv 2407.13254) when the teacher reads a label channel
+(``teacher.in_channels > 3``): the teacher sees ``[x, enc_fixed(y)]`` (fixed codes, noise 0.02);
+the student sees ``x`` alone::
+
+    with no_grad: t = T([x, enc_fixed(y)])          # teacher in eval mode
+    s = S(x)
+    loss = CE(s) + aux_weight * auxCE(s) + sum_i w_i * L_i(s, t, y)
+
+The reference student recipe is CE + 0.02 x aux CE + 3 x CWD (tau 4) on logits. A teacher with
+``in_channels == 3`` is an ordinary teacher (e.g. a CIRKD-style ResNet-101), so classic KD baselines
+run through the same method and engine. Losses with parameters (adapters) are submodules: trained
+and saved with the method state, never part of the exported student.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ladseg.errors import ConfigError
+from ladseg.losses import LOSSES, DistillLoss, build_loss
+from ladseg.losses.base import seg_ce
+from ladseg.methods import METHODS
+from ladseg.methods.base import Batch, Method, MethodParams
+from ladseg.methods.label_encoding import EncoderParams, LabelEncoder
+from ladseg.methods.lad_teacher import check_label_input
+from ladseg.models.segmentor import SegOutput, Segmentor
+
+
+def _default_kd_losses() -> list[dict[str, Any]]:
+    return [{"name": "cwd", "weight": 3.0, "tau": 4.0}]
+
+
+@dataclass
+class DistillParams(MethodParams):
+    """The ``method:`` section of a distillation config.
+
+    aux_weight: student auxiliary-head weight (0.02 in the LAD reference's student run).
+    kd_losses: list of ``{name, weight, **loss params}``; weight defaults to the loss's ``default_weight``.
+    teacher_label: label encoding of a label-assisted teacher (fixed codes; ``noise`` 0.02 by default;
+        ``kind`` and ``scale`` must match how the teacher was trained).
+    """
+
+    aux_weight: float = 0.02
+    kd_losses: list[dict[str, Any]] = field(default_factory=_default_kd_losses)
+    teacher_label: dict[str, Any] = field(default_factory=dict)
+
+
+@torch.no_grad()
+def feature_channels(model: Segmentor) -> int:
+    """Channels of ``SegOutput.features``, found by one tiny eval-mode forward (no state changes)."""
+    was_training = model.training
+    ref = next(model.parameters())
+    model.eval()
+    try:
+        out = model(torch.zeros(1, model.in_channels, 64, 64, device=ref.device, dtype=ref.dtype))
+    finally:
+        model.train(was_training)
+    return int(out.features.shape[1])
+
+
+@METHODS.register("distill")
+class Distill(Method):
+    """Student <- frozen teacher with a configurable list of distillation losses."""
+
+    Params = DistillParams
+    needs_teacher = True
+
+    def __init__(self, student: Segmentor, params: DistillParams, num_classes: int, ignore_index: int = 255) -> None:
+        super().__init__(student, params, num_classes, ignore_index)
+        if student.in_channels != 3:
+            raise ConfigError(f"the distillation student must read 3 image channels, got in_channels={student.in_channels}")
+        enc = EncoderParams.from_dict(params.teacher_label, where="method.teacher_label", noise=0.02)
+        self.teacher_encoder = LabelEncoder(enc, num_classes, ignore_index)
+        self.kd_losses = nn.ModuleList()
+        self.kd_weights: list[float] = []
+        self.kd_names: list[str] = []
+        for i, spec in enumerate(params.kd_losses):
+            if not isinstance(spec, dict) or "name" not in spec:
+                raise ConfigError(f"method.kd_losses[{i}]: expected a mapping with a 'name', got {spec!r}")
+            if spec["name"] not in LOSSES:
+                raise ConfigError(f"method.kd_losses[{i}]: unknown loss {spec['name']!r}; valid: {LOSSES.names()}")
+
+    def set_teacher(self, teacher: Segmentor) -> None:
+        """Attach the frozen teacher, check it fits, and build the losses (adapters need its widths)."""
+        if teacher.num_classes != self.num_classes:
+            raise ConfigError(f"teacher predicts {teacher.num_classes} classes, the student {self.num_classes}")
+        if teacher.in_channels > 3:
+            check_label_input(teacher, self.teacher_encoder, "the label-assisted teacher")
+        super().set_teacher(teacher)
+        if len(self.kd_losses) == 0:
+            self._build_losses(feature_channels(self.student), feature_channels(teacher))
+
+    def _build_losses(self, student_channels: int, teacher_channels: int) -> None:
+        p: DistillParams = self.params  # type: ignore[assignment]
+        for i, spec in enumerate(p.kd_losses):
+            kwargs = {k: v for k, v in spec.items() if k not in ("name", "weight")}
+            try:
+                loss: DistillLoss = build_loss(spec["name"], student_channels, teacher_channels, self.num_classes, **kwargs)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"method.kd_losses[{i}] ({spec['name']}): {exc}") from exc
+            ref = next(self.student.parameters())
+            self.kd_losses.append(loss.to(ref.device))
+            self.kd_weights.append(float(spec.get("weight", loss.default_weight)))
+            name = f"kd_{spec['name']}"
+            self.kd_names.append(name if name not in self.kd_names else f"{name}_{i}")
+
+    def teacher_input(self, batch: Batch) -> Tensor:
+        """What the teacher reads: the image, plus the fixed-code label channel for a LAD teacher."""
+        x = batch["image"]
+        teacher = self.teacher
+        if teacher is None or teacher.in_channels == 3:
+            return x
+        return torch.cat([x, self.teacher_encoder(batch["mask"], fixed=True).to(x.dtype)], 1)
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        teacher = self.teacher
+        if teacher is None:
+            raise RuntimeError("distill: no teacher attached (call set_teacher or build_method(..., teacher=...))")
+        p: DistillParams = self.params  # type: ignore[assignment]
+        y = batch["mask"]
+        with torch.no_grad():
+            t: SegOutput = teacher(self.teacher_input(batch))
+        s: SegOutput = self.student(batch["image"])
+        ce, aux = seg_ce(s, y, self.ignore_index, p.aux_weight)
+        loss = ce + p.aux_weight * aux
+        terms: dict[str, Tensor] = {"ce": ce.detach(), "aux": aux.detach()}
+        for name, weight, fn in zip(self.kd_names, self.kd_weights, self.kd_losses, strict=True):
+            value = fn(s, t, y)
+            loss = loss + weight * value
+            terms[name] = value.detach()
+        return {"loss": loss, **terms}

@@ -1,0 +1,256 @@
+"""The LAD label channel(s): the privileged input that makes a small teacher strong.
+
+Reference encoding (Qiu et al., "Make a Strong Teacher with Label Assistance", arXiv 2407.13254):
+ignore pixels become one more class (index K = num_classes); every class of every image gets a code
+``c ~ N(0, 1)`` drawn afresh per image, per class and per call, so the channel says which pixels
+belong together (regions, boundaries) but not which class they are. For distillation (and teacher
+evaluation) the codes are fixed and evenly spaced, ``c_k = (k - (K+1)//2) / 10`` for k = 0..K
+(VOC: (k - 11) / 10). Per-pixel noise N(0, std) is added and the result multiplied by ``scale``
+(1.0 for ImageNet-normalised input, 100 for the reference's BGR mean-subtracted input).
+
+Everything is vectorised over the batch (one ``randn`` of N x (K+1) codes, one gather), gradient-free
+and device-agnostic. Optional label corruptions (ablations, off by default) run before encoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ladseg.errors import ConfigError
+from ladseg.registry import Registry
+
+#: kind -> fn(label in [0, K] with K = ignore, num_classes, fixed, generator) -> N x C x H x W codes.
+ENCODINGS: Registry[Tensor] = Registry("label encoding")
+#: kind -> number of channels it produces for ``num_classes`` classes.
+_CHANNELS: dict[str, Callable[[int], int]] = {}
+
+
+def channels(kind: str, num_classes: int) -> int:
+    """Number of label channels an encoding adds (a teacher's ``in_channels`` is 3 + this)."""
+    ENCODINGS.get(kind)  # unknown kind -> KeyError listing valid kinds
+    return _CHANNELS[kind](num_classes)
+
+
+def fixed_codes(num_classes: int, device: torch.device | str | None = None) -> Tensor:
+    """The evenly spaced distillation codes ``(k - (K+1)//2) / 10`` for k = 0..K (K = ignore)."""
+    k = torch.arange(num_classes + 1, device=device, dtype=torch.float32)
+    return (k - (num_classes + 1) // 2) / 10.0
+
+
+def _randn(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
+    return torch.randn(shape, generator=generator, device=like.device, dtype=torch.float32)
+
+
+def _rand(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
+    return torch.rand(shape, generator=generator, device=like.device, dtype=torch.float32)
+
+
+@ENCODINGS.register("random_codes")
+def _random_codes(label: Tensor, num_classes: int, fixed: bool, generator: torch.Generator | None) -> Tensor:
+    n = label.shape[0]
+    if fixed:
+        codes = fixed_codes(num_classes, label.device).expand(n, -1)
+    else:
+        codes = _randn((n, num_classes + 1), label, generator)  # one code per image and class
+    return codes.gather(1, label.flatten(1)).view(n, 1, *label.shape[1:])
+
+
+@ENCODINGS.register("onehot")
+def _onehot(label: Tensor, num_classes: int, fixed: bool, generator: torch.Generator | None) -> Tensor:
+    # K + 1 channels: one per class and one for ignore (the class identity is given away: an ablation).
+    return F.one_hot(label, num_classes + 1).permute(0, 3, 1, 2).float()
+
+
+_CHANNELS["random_codes"] = lambda k: 1
+_CHANNELS["onehot"] = lambda k: k + 1
+
+
+@dataclass
+class CorruptionParams:
+    """Label corruptions applied before encoding (training encodings only; all off by default).
+
+    flip_prob: per image and class, relabel that whole class region to a random class.
+    jitter_prob: per image, grow (dilate) or shrink (erode) one class by ``jitter_radius`` pixels;
+        the class is the one under a random pixel, so large regions are picked more often.
+    drop_prob: per cell of a ``region_size`` grid, set the cell to ignore.
+    """
+
+    flip_prob: float = 0.0
+    jitter_prob: float = 0.0
+    jitter_radius: int = 3
+    drop_prob: float = 0.0
+    region_size: int = 32
+
+    @property
+    def active(self) -> bool:
+        return self.flip_prob > 0 or self.jitter_prob > 0 or self.drop_prob > 0
+
+
+@dataclass
+class EncoderParams:
+    """How labels become input channels.
+
+    kind: ``random_codes`` (reference) or ``onehot``. noise: std of the per-pixel Gaussian noise
+    (reference: 0.03 in teacher training, 0.02 in distillation). scale: a number, or a normalisation
+    name (``imagenet`` -> 1.0, ``reference_bgr`` -> 100) looked up in ``ladseg.data``.
+    """
+
+    kind: str = "random_codes"
+    noise: float = 0.03
+    scale: float | str = 1.0
+    corruption: CorruptionParams = field(default_factory=CorruptionParams)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | EncoderParams | None, where: str = "encoder", **defaults: Any) -> EncoderParams:
+        """Typed params from a config mapping; an unknown key or kind is a :class:`ConfigError`."""
+        if isinstance(raw, EncoderParams):
+            return raw
+        raw = {**defaults, **dict(raw or {})}
+        _check_keys(cls, raw, where)
+        corruption = dict(raw.pop("corruption", None) or {})
+        _check_keys(CorruptionParams, corruption, f"{where}.corruption")
+        params = cls(**raw, corruption=CorruptionParams(**corruption))
+        if params.kind not in ENCODINGS:
+            raise ConfigError(f"{where}.kind: unknown label encoding {params.kind!r}; valid: {ENCODINGS.names()}")
+        if params.noise < 0:
+            raise ConfigError(f"{where}.noise must be >= 0, got {params.noise}")
+        return params
+
+
+def _check_keys(cls: type, raw: dict[str, Any], where: str) -> None:
+    valid = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - valid)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in {where}; valid: {sorted(valid)}")
+
+
+def resolve_scale(scale: float | str) -> float:
+    """A number stays; a normalisation name gives its ``label_scale`` (1.0 imagenet, 100 reference_bgr)."""
+    if not isinstance(scale, str):
+        return float(scale)
+    try:  # the data package owns the normalisations
+        from ladseg.data.transforms import NORMALIZATIONS
+    except ImportError as exc:  # pragma: no cover - data package absent
+        raise ConfigError(f"label scale {scale!r} needs ladseg.data.transforms.NORMALIZATIONS ({exc})") from exc
+    if scale not in NORMALIZATIONS:
+        raise ConfigError(f"label scale {scale!r}: not a normalisation name; valid: {sorted(NORMALIZATIONS)}")
+    return float(NORMALIZATIONS[scale].label_scale)
+
+
+class LabelEncoder:
+    """Turns an N x H x W label (``ignore_index`` = ignore) into N x C x H x W label channels."""
+
+    def __init__(self, params: EncoderParams, num_classes: int, ignore_index: int = 255) -> None:
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.params = params
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.scale = resolve_scale(params.scale)
+        self._encode = ENCODINGS.get(params.kind)
+
+    @property
+    def channels(self) -> int:
+        return channels(self.params.kind, self.num_classes)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        mask: Tensor,
+        fixed: bool = False,
+        generator: torch.Generator | None = None,
+        noise: float | None = None,
+        corrupt: bool | None = None,
+    ) -> Tensor:
+        """Encode ``mask``: random codes (``fixed=False``, teacher training) or the fixed codes.
+
+        ``noise`` overrides the configured std; corruptions apply to random encodings unless
+        ``corrupt`` says otherwise. Returns float32 on the mask's device.
+        """
+        label = self.to_class_index(mask)
+        if corrupt if corrupt is not None else (not fixed and self.params.corruption.active):
+            label = corrupt_labels(label, self.num_classes, self.params.corruption, generator)
+        codes = self._encode(label, self.num_classes, fixed, generator)
+        std = self.params.noise if noise is None else noise
+        if std > 0:
+            codes = codes + std * _randn(tuple(codes.shape), codes, generator)
+        return codes * self.scale
+
+    def to_class_index(self, mask: Tensor) -> Tensor:
+        """Labels in [0, K]: ignore -> K. Any other value outside [0, K) is an error."""
+        if mask.dim() != 3:
+            raise ValueError(f"expected a label of shape N x H x W, got {tuple(mask.shape)}")
+        label = mask.long()
+        ignore = label == self.ignore_index
+        bad = ((label < 0) | (label >= self.num_classes)) & ~ignore
+        if bool(bad.any()):
+            values = torch.unique(label[bad])[:5].tolist()
+            raise ValueError(
+                f"label values {values} are outside [0, {self.num_classes}) and not the ignore index {self.ignore_index}"
+            )
+        return torch.where(ignore, torch.full_like(label, self.num_classes), label)
+
+
+def corrupt_labels(
+    label: Tensor, num_classes: int, params: CorruptionParams, generator: torch.Generator | None = None
+) -> Tensor:
+    """Vectorised label corruptions on class indices in [0, K] (K = ignore); see :class:`CorruptionParams`."""
+    n, h, w = label.shape
+    k = num_classes
+    if params.flip_prob > 0:
+        # One remapping table per image: class j keeps j, or with flip_prob becomes a random class.
+        keep = torch.arange(k + 1, device=label.device).expand(n, -1)
+        new = (_rand((n, k + 1), label, generator) * k).long().clamp_max(k - 1)
+        flip = _rand((n, k + 1), label, generator) < params.flip_prob
+        flip[:, k] = False  # ignore stays ignore
+        table = torch.where(flip, new, keep)
+        label = table.gather(1, label.flatten(1)).view(n, h, w)
+    if params.jitter_prob > 0 and params.jitter_radius > 0:
+        label = _jitter(label, k, params, generator)
+    if params.drop_prob > 0:
+        cells = (-(-h // params.region_size), -(-w // params.region_size))
+        drop = (_rand((n, 1, *cells), label, generator) < params.drop_prob).float()
+        drop = F.interpolate(drop, size=(h, w), mode="nearest")[:, 0].bool()
+        label = torch.where(drop, torch.full_like(label, k), label)
+    return label
+
+
+def _jitter(label: Tensor, k: int, params: CorruptionParams, generator: torch.Generator | None) -> Tensor:
+    """Dilate or erode one class per image (chosen image-wise with ``jitter_prob``) by max-pooling."""
+    n, h, w = label.shape
+    r = params.jitter_radius
+    pixel = (_rand((n, 1), label, generator) * (h * w)).long().clamp_max(h * w - 1)
+    cls = label.flatten(1).gather(1, pixel).view(n, 1, 1)  # class under a random pixel
+    active = (_rand((n, 1, 1), label, generator) < params.jitter_prob) & (cls < k)
+    grow = _rand((n, 1, 1), label, generator) < 0.5
+    inside = label == cls
+
+    def pool(x: Tensor) -> Tensor:
+        return F.max_pool2d(x[:, None].float(), 2 * r + 1, stride=1, padding=r)[:, 0]
+
+    near_cls = pool(inside) > 0  # dilation of the chosen class
+    dilated = torch.where(near_cls & (label < k), cls.expand_as(label), label)
+    # Erosion: class pixels near another (non-ignore) class take that neighbour's label.
+    others = torch.where(inside | (label == k), torch.full_like(label, -1), label)
+    neighbour = pool(others).long()
+    eroded = torch.where(inside & (neighbour >= 0), neighbour, label)
+    jittered = torch.where(grow, dilated, eroded)
+    return torch.where(active, jittered, label)
+
+
+__all__ = [
+    "ENCODINGS",
+    "CorruptionParams",
+    "EncoderParams",
+    "LabelEncoder",
+    "channels",
+    "corrupt_labels",
+    "fixed_codes",
+    "resolve_scale",
+]

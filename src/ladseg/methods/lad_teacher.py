@@ -1,0 +1,144 @@
+"""LAD stage 1: train a label-assisted teacher with dual-path consistency (method ``lad_teacher``).
+
+Qiu et al., "Make a Strong Teacher with Label Assistance" (arXiv 2407.13254). The teacher reads the
+image plus a noised label channel. Each step encodes the label twice with independent randomness
+and runs the same network on both inputs::
+
+    e1, e2 = enc(y), enc(y)
+    o1, o2 = T([x, e1]), T([x, e2])
+    loss = CE(o1) + CE(o2) + aux_weight * (auxCE(o1) + auxCE(o2))
+           + w * [D(o1 -> sg(o2)) + D(o2 -> sg(o1))]        # on main logits, head resolution
+
+The consistency term (CWD, tau 4, weight 5 in the reference) makes the teacher robust to the label
+noise so it cannot just copy its label input. Validation feeds the fixed distillation codes (what the
+teacher sees when it teaches); :meth:`LADTeacher.inference_input_without_label` feeds a zero label
+channel, to measure how much the teacher leans on the label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ladseg.errors import ConfigError
+from ladseg.losses.base import seg_ce
+from ladseg.losses.distill import CONSISTENCY
+from ladseg.methods import METHODS
+from ladseg.methods.base import Batch, Method, MethodParams
+from ladseg.methods.label_encoding import EncoderParams, LabelEncoder
+from ladseg.models.segmentor import SegOutput, Segmentor
+
+EVAL_LABELS = ("fixed", "random", "none")
+
+
+@dataclass
+class LADTeacherParams(MethodParams):
+    """The ``method:`` section of a LAD teacher config.
+
+    encoder: label encoding (``kind``, ``noise`` 0.03, ``scale``, ``corruption``; see ``EncoderParams``).
+    two_path_batch: run both paths as one batch of 2B. Faster on a GPU, and for a network without
+        BatchNorm the loss is identical; with BatchNorm the statistics are taken over the 2B samples
+        (each image twice, with two label codings) instead of per path, so the two paths share one
+        normalisation (the reference runs two separate passes).
+    eval_label: label channel during validation: ``fixed`` codes (as in distillation), ``random``
+        codes, or ``none`` (zeros). eval_noise: noise std of the fixed codes (0.02 as in distillation).
+    """
+
+    aux_weight: float = 0.4
+    consistency: str = "cwd"
+    consistency_weight: float = 5.0
+    tau: float = 4.0
+    encoder: dict[str, Any] = field(default_factory=dict)
+    two_path_batch: bool = False
+    eval_label: str = "fixed"
+    eval_noise: float = 0.02
+
+
+def check_label_input(model: Segmentor, encoder: LabelEncoder, role: str) -> None:
+    """A label-assisted network must read 3 image channels + the encoder's channels."""
+    expected = 3 + encoder.channels
+    if model.in_channels != expected:
+        raise ConfigError(
+            f"{role} reads {model.in_channels} input channels, but the {encoder.params.kind!r} label encoding "
+            f"needs 3 + {encoder.channels} = {expected} (set model.in_channels: {expected})"
+        )
+
+
+def split_output(out: SegOutput, n: int) -> tuple[SegOutput, SegOutput]:
+    """Split a 2n-batch SegOutput into the outputs of its two halves."""
+
+    def halves(t: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+        return (None, None) if t is None else (t[:n], t[n:])
+
+    logits, features, aux = halves(out.logits), halves(out.features), halves(out.aux_logits)
+    extras = [{k: v[:n] for k, v in out.extras.items()}, {k: v[n:] for k, v in out.extras.items()}]
+    return tuple(SegOutput(logits[i], features[i], aux[i], extras[i]) for i in range(2))  # type: ignore[return-value]
+
+
+@METHODS.register("lad_teacher")
+class LADTeacher(Method):
+    """Dual-path consistency training of a label-assisted teacher (``model.in_channels = 3 + k``)."""
+
+    Params = LADTeacherParams
+    #: validation can also run without the label (``inference_input_without_label``).
+    label_input: ClassVar[bool] = True
+
+    def __init__(self, student: Segmentor, params: LADTeacherParams, num_classes: int, ignore_index: int = 255) -> None:
+        super().__init__(student, params, num_classes, ignore_index)
+        if params.consistency not in CONSISTENCY:
+            raise ConfigError(f"method.consistency: unknown {params.consistency!r}; valid: {sorted(CONSISTENCY)}")
+        if params.eval_label not in EVAL_LABELS:
+            raise ConfigError(f"method.eval_label: expected one of {EVAL_LABELS}, got {params.eval_label!r}")
+        if params.tau <= 0:
+            raise ConfigError(f"method.tau must be > 0, got {params.tau}")
+        enc = EncoderParams.from_dict(params.encoder, where="method.encoder")
+        self.encoder = LabelEncoder(enc, num_classes, ignore_index)
+        check_label_input(student, self.encoder, "the LAD teacher (model)")
+        self._consistency = CONSISTENCY[params.consistency]
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        p: LADTeacherParams = self.params  # type: ignore[assignment]
+        x, y = batch["image"], batch["mask"]
+        e1, e2 = self.encoder(y), self.encoder(y)  # independent codes and noise
+        x1, x2 = torch.cat([x, e1.to(x.dtype)], 1), torch.cat([x, e2.to(x.dtype)], 1)
+        if p.two_path_batch:
+            o1, o2 = split_output(self.student(torch.cat([x1, x2], 0)), x.shape[0])
+        else:
+            o1, o2 = self.student(x1), self.student(x2)
+        ce1, aux1 = seg_ce(o1, y, self.ignore_index, p.aux_weight)
+        ce2, aux2 = seg_ce(o2, y, self.ignore_index, p.aux_weight)
+        cons = self._consistency(o1.logits, o2.logits.detach(), p.tau) + self._consistency(
+            o2.logits, o1.logits.detach(), p.tau
+        )
+        ce, aux = ce1 + ce2, aux1 + aux2
+        loss = ce + p.aux_weight * aux + p.consistency_weight * cons
+        return {"loss": loss, "ce": ce.detach(), "aux": aux.detach(), "consistency": cons.detach()}
+
+    # -- evaluation --------------------------------------------------------------------
+    def label_channels(self, batch: Batch, kind: str | None = None) -> Tensor:
+        """The label channel(s) validation feeds: ``fixed`` / ``random`` codes or ``none`` (zeros).
+
+        Noise comes from a private generator seeded per call, so validation is repeatable and never
+        moves the training RNG.
+        """
+        p: LADTeacherParams = self.params  # type: ignore[assignment]
+        kind = kind or p.eval_label
+        y = batch["mask"]
+        if kind == "none":
+            return y.new_zeros((y.shape[0], self.encoder.channels, *y.shape[-2:]), dtype=torch.float32)
+        gen = torch.Generator(device=y.device).manual_seed(0)
+        if kind == "fixed":
+            return self.encoder(y, fixed=True, generator=gen, noise=p.eval_noise)
+        return self.encoder(y, generator=gen, corrupt=False)
+
+    def inference_input(self, batch: Batch) -> Tensor:
+        x = batch["image"]
+        return torch.cat([x, self.label_channels(batch).to(x.dtype)], 1)
+
+    def inference_input_without_label(self, batch: Batch) -> Tensor:
+        """Image + zero label channel: the teacher's accuracy when the label tells it nothing."""
+        x = batch["image"]
+        return torch.cat([x, self.label_channels(batch, "none").to(x.dtype)], 1)

