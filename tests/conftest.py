@@ -2,8 +2,11 @@
 
 import os
 
-import pytest
-import torch
+# Under shared CPU load, OpenMP threads that busy-wait cost more than they compute.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

@@ -7,15 +7,16 @@ import inspect
 
 import pytest
 import torch
+from kd_loss_helpers import OWN_LOSSES, random_pair, seg
 
 from ladseg.errors import ConfigError
 from ladseg.losses import LOSSES, build_loss
 
-from kd_loss_helpers import OWN_LOSSES, random_pair, seg
-
 
 def test_every_kd_module_loss_is_covered_here() -> None:
-    own = {n for n in LOSSES.names() if inspect.getmodule(LOSSES.get(n)).__name__.startswith("ladseg.losses.kd_")}
+    own = {
+        n for n in LOSSES.names() if inspect.getmodule(LOSSES.get(n)).__name__.startswith("ladseg.losses.kd_")
+    }
     assert own == set(OWN_LOSSES)
 
 
@@ -42,7 +43,9 @@ def test_gradients_reach_student_and_adapters_never_teacher(name: str) -> None:
     student_grads = [g for g in (s.features.grad, s.logits.grad) if g is not None]
     assert student_grads and any(g.abs().sum() > 0 for g in student_grads)
     for pname, p in loss.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}: adapter parameter {pname} got no gradient"
+        assert p.grad is not None and p.grad.abs().sum() > 0, (
+            f"{name}: adapter parameter {pname} got no gradient"
+        )
 
 
 @pytest.mark.parametrize("name", sorted(OWN_LOSSES))

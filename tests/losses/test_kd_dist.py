@@ -18,7 +18,9 @@ def test_two_pixel_hand_case() -> None:
     pt = torch.tensor([[0.6, 0.9], [0.4, 0.1]]).reshape(1, 2, 1, 2)
     loss = build_loss("dist", 4, 4, 2)
     f = torch.zeros(1, 4, 1, 2)
-    assert loss(seg(f, ps.log()), seg(f, pt.log()), torch.zeros(1, 1, 2)).item() == pytest.approx(3.0, abs=1e-5)
+    assert loss(seg(f, ps.log()), seg(f, pt.log()), torch.zeros(1, 1, 2)).item() == pytest.approx(
+        3.0, abs=1e-5
+    )
 
 
 def test_matches_numpy_corrcoef() -> None:

@@ -35,7 +35,9 @@ def test_fitnets_adapter_and_mse() -> None:
     assert isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and isinstance(bn, nn.BatchNorm2d)
     s, t = torch.randn(2, 4, 8, 8), torch.randn(2, 6, 8, 8)
     expected = ((loss.adapter(s) - t) ** 2).mean()
-    assert loss(seg(s, s[:, :2]), seg(t, t[:, :2]), torch.zeros(2, 8, 8)).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert loss(seg(s, s[:, :2]), seg(t, t[:, :2]), torch.zeros(2, 8, 8)).item() == pytest.approx(
+        expected.item(), rel=1e-5
+    )
     assert isinstance(build_loss("fitnets", 6, 6, 2).adapter, nn.Identity)
     assert isinstance(build_loss("fitnets", 6, 6, 2, adapter=True).adapter, nn.Sequential)
 

@@ -55,16 +55,20 @@ def test_a_few_steps_lower_the_loss() -> None:
     batch = toy_batch(n=2, size=16)
     opt = torch.optim.SGD(method.parameters(), lr=0.05, momentum=0.9)
 
-    def loss_at_seed() -> float:
-        torch.manual_seed(123)  # same codes and noise for the before/after comparison
-        return method(batch)["loss"].item()
+    def loss_at_seeds() -> float:
+        """Mean loss over 4 fixed draws of codes and noise (the same before and after training)."""
+        values = []
+        for seed in range(4):
+            torch.manual_seed(100 + seed)
+            values.append(method(batch)["loss"].item())
+        return sum(values) / len(values)
 
-    before = loss_at_seed()
+    before = loss_at_seeds()
     for _ in range(25):
         opt.zero_grad()
         method(batch)["loss"].backward()
         opt.step()
-    assert loss_at_seed() < 0.7 * before
+    assert loss_at_seeds() < 0.6 * before
 
 
 @pytest.mark.parametrize("consistency", ["cwd", "kl", "mse"])
@@ -105,7 +109,7 @@ def test_inference_inputs(batch: dict) -> None:
 def test_bad_configs() -> None:
     with pytest.raises(ConfigError, match="in_channels: 4"):
         build_method("lad_teacher", {}, make_tiny(in_channels=3), 3)
-    with pytest.raises(ConfigError, match="in_channels: 5"):
+    with pytest.raises(ConfigError, match="in_channels: 8"):
         build_method("lad_teacher", {"encoder": {"kind": "onehot"}}, make_tiny(in_channels=4, num_classes=4), 4)
     build_method("lad_teacher", {"encoder": {"kind": "onehot"}}, make_tiny(in_channels=7, num_classes=3), 3)
     with pytest.raises(ConfigError, match="consistency"):

@@ -24,7 +24,8 @@ def test_forward_backward(name: str, backbone: str, in_channels: int) -> None:
     model = build_model(name, backbone, num_classes=5, in_channels=in_channels).train()
     size = 64 if in_channels == 4 else 32  # the LAD teacher case at full test size, plain case smaller
     out = model(torch.randn(2, in_channels, size, size))
-    stride = model.backbone.strides[-1]
+    # heads on the last stage predict at its stride; STDC's BiSeNet decoder fuses down to 1/8
+    stride = 8 if name == "stdc" else model.backbone.strides[-1]
     assert out.logits.shape == (2, 5, size // stride, size // stride)
     assert out.features.dim() == 4 and out.features.shape[0] == 2
     aux = out.aux_logits
@@ -61,13 +62,18 @@ def test_spec_rebuilds_the_same_architecture() -> None:
     model = build_model("pspnet", "resnet18", 7, in_channels=4, aux=False, head={"channels": 32})
     clone = build_model(**model.spec)
     assert clone.spec == model.spec
-    assert {k: v.shape for k, v in clone.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    assert {k: v.shape for k, v in clone.state_dict().items()} == {
+        k: v.shape for k, v in model.state_dict().items()
+    }
     assert clone.aux_head is None and clone.decode_head.channels == 32
+    assert MODELS.build("pspnet", **{k: v for k, v in model.spec.items() if k != "name"}).spec == model.spec
     clone.load_state_dict(model.state_dict())  # strict
 
 
-@pytest.mark.parametrize(("os_", "strides", "rates"), [(8, (4, 8, 8, 8), (12, 24, 36)), (16, (4, 8, 16, 16), (6, 12, 18)),
-                                                         (32, (4, 8, 16, 32), (3, 6, 9))])
+@pytest.mark.parametrize(
+    ("os_", "strides", "rates"),
+    [(8, (4, 8, 8, 8), (12, 24, 36)), (16, (4, 8, 16, 16), (6, 12, 18)), (32, (4, 8, 16, 32), (3, 6, 9))],
+)
 def test_output_stride(os_: int, strides: tuple[int, ...], rates: tuple[int, ...]) -> None:
     model = build_model("deeplabv3", "resnet18", 3, output_stride=os_).eval()
     assert model.backbone.strides == strides
@@ -136,8 +142,8 @@ def test_flops_counts_convolutions() -> None:
 
 
 def test_info_cli(capsys) -> None:
-    assert cli_main(["info", "pspnet", "--backbone", "resnet18", "--num-classes", "21", "--in-channels", "4",
-                     "--size", "64", "64"]) == 0
+    argv = "info pspnet --backbone resnet18 --num-classes 21 --in-channels 4 --size 64 64".split()
+    assert cli_main(argv) == 0
     out = capsys.readouterr().out
     assert "12,920,298" in out and "GMACs" in out
     assert cli_main(["info", "--list"]) == 0

@@ -14,8 +14,12 @@ from typing import Any
 
 def add_inference_args(p: argparse.ArgumentParser) -> None:
     """Options shared with ``predict``: inference mode, scales, flip, window."""
-    p.add_argument("--mode", choices=["whole", "slide", "multiscale"], help="inference mode (default: eval.mode)")
-    p.add_argument("--scales", type=float, nargs="+", help="scales for multiscale, e.g. 0.5 0.75 1.0 1.25 1.5 1.75")
+    p.add_argument(
+        "--mode", choices=["whole", "slide", "multiscale"], help="inference mode (default: eval.mode)"
+    )
+    p.add_argument(
+        "--scales", type=float, nargs="+", help="scales for multiscale, e.g. 0.5 0.75 1.0 1.25 1.5 1.75"
+    )
     p.add_argument("--flip", action="store_true", help="add horizontally flipped inputs (multiscale)")
     p.add_argument("--crop-size", type=int, nargs=2, metavar=("H", "W"), help="sliding-window size")
     p.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="sliding-window stride")
@@ -65,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
     model, meta = build_model_from_checkpoint(args.checkpoint)
     normalize = meta.get("normalize") or cfg.data.normalize
     if normalize != cfg.data.normalize:
-        print(f"note: using the checkpoint's input normalisation {normalize!r} (config: {cfg.data.normalize!r})")
+        print(
+            f"note: using the checkpoint's input normalisation {normalize!r} (config: {cfg.data.normalize!r})"
+        )
         cfg.data.normalize = normalize
     dataset = build_split(cfg, args.split or cfg.data.val_split, train=False)
     if model.num_classes != dataset.num_classes:
@@ -85,9 +91,13 @@ def run(args: argparse.Namespace) -> int:
         class_names=list(dataset.classes) or meta.get("class_names"),
     )  # fmt: skip
     desc = e.mode + (f" scales={e.scales}" if e.mode == "multiscale" else "") + (" +flip" if e.flip else "")
-    print(f"{args.checkpoint} on {cfg.data.dataset}/{args.split or cfg.data.val_split} ({len(dataset)} images, {desc})")
+    print(
+        f"{args.checkpoint} on {cfg.data.dataset}/{args.split or cfg.data.val_split} ({len(dataset)} images, {desc})"
+    )
     print(metrics.table())
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"checkpoint": str(args.checkpoint), "mode": desc, **metrics.to_dict()}, indent=2))
+        args.json.write_text(
+            json.dumps({"checkpoint": str(args.checkpoint), "mode": desc, **metrics.to_dict()}, indent=2)
+        )
     return 0

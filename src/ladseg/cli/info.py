@@ -40,14 +40,20 @@ def run(args: argparse.Namespace) -> int:
     if not args.model:
         raise ConfigError("give a model name (e.g. 'ladseg info deeplabv3 --backbone resnet18') or --list")
     model = build_model(
-        args.model, args.backbone, args.num_classes, in_channels=args.in_channels,
-        aux=not args.no_aux, output_stride=args.output_stride,
+        args.model,
+        args.backbone,
+        args.num_classes,
+        in_channels=args.in_channels,
+        aux=not args.no_aux,
+        output_stride=args.output_stride,
     )
     h, w = args.size
     params = count_parameters(model)
     aux = count_parameters(model.aux_head) if model.aux_head is not None else 0
     flops = count_flops(model, (1, args.in_channels, h, w))
-    print(f"model:      {args.model} / {args.backbone}, {args.num_classes} classes, {args.in_channels} input channels")
+    print(
+        f"model:      {args.model} / {args.backbone}, {args.num_classes} classes, {args.in_channels} input channels"
+    )
     print(f"parameters: {params:,} ({params / 1e6:.2f} M; aux head {aux:,}, training only)")
     print(f"input:      1 x {args.in_channels} x {h} x {w}, output stride {args.output_stride}")
     print(f"GMACs:      {flops / 2e9:.2f} (multiply-accumulates; most papers call these 'GFLOPs')")

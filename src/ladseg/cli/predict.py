@@ -85,10 +85,15 @@ def run(args: argparse.Namespace) -> int:
         flat[: len(palette)] = palette[:256]
         mask.putpalette(flat.flatten().tolist())
         mask.save(args.output / f"{path.stem}.png")
-        blend = (1 - args.alpha) * rgb.astype(np.float32) + args.alpha * colorize(pred, palette).astype(np.float32)
+        blend = (1 - args.alpha) * rgb.astype(np.float32) + args.alpha * colorize(pred, palette).astype(
+            np.float32
+        )
         Image.fromarray(blend.round().clip(0, 255).astype(np.uint8)).save(
             args.output / f"{path.stem}_overlay.{args.overlay_format}"
         )
     names = meta.get("class_names") or []
-    print(f"wrote {len(images)} masks and overlays to {args.output}" + (f" ({len(names)} classes)" if names else ""))
+    print(
+        f"wrote {len(images)} masks and overlays to {args.output}"
+        + (f" ({len(names)} classes)" if names else "")
+    )
     return 0

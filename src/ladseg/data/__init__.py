@@ -9,7 +9,13 @@ normalised tensor and an int64 H x W tensor.
 from ladseg.data import datasets as _datasets  # noqa: F401  (registers the benchmarks)
 from ladseg.data.base import DATASETS, Sample, SegDataset, build_dataset, colorize
 from ladseg.data.classes import IGNORE_INDEX
-from ladseg.data.embedded import EMBEDDED_CLASSES, EMBEDDED_PALETTE, EmbeddedDataset, default_root, generate_embedded
+from ladseg.data.embedded import (
+    EMBEDDED_CLASSES,
+    EMBEDDED_PALETTE,
+    EmbeddedDataset,
+    default_root,
+    generate_embedded,
+)
 from ladseg.data.loader import build_loader, collate
 from ladseg.data.transforms import NORMALIZATIONS, Normalization, build_transforms, denormalize
 

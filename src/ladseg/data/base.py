@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ladseg.data.classes import IGNORE_COLOR, IGNORE_INDEX, identity_table
-from ladseg.errors import DatasetError
+from ladseg.errors import ConfigError, DatasetError
 from ladseg.registry import Registry
 
 DATASETS: Registry[SegDataset] = Registry("dataset")
@@ -101,8 +101,14 @@ class SegDataset(Dataset):
             self.missing(path, what)
         return path
 
-    def pair_by_stem(self, image_dir: Path, mask_dir: Path, mask_suffix: str = ".png",
-                     image_suffix: str = "", pattern: str = "*") -> list[Sample]:
+    def pair_by_stem(
+        self,
+        image_dir: Path,
+        mask_dir: Path,
+        mask_suffix: str = ".png",
+        image_suffix: str = "",
+        pattern: str = "*",
+    ) -> list[Sample]:
         """Pair every image in ``image_dir`` (recursively matching ``pattern``) with its mask.
 
         The mask of ``<dir>/<stem><image_suffix>.<ext>`` is ``<mask_dir>/<dir>/<stem><mask_suffix>``;
@@ -161,7 +167,7 @@ def read_image(path: Path) -> np.ndarray:
     """An RGB uint8 H x W x 3 array; a missing, unreadable or truncated file raises DatasetError."""
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
+            return np.array(img.convert("RGB"))  # a writable copy (torch.from_numpy needs one)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise DatasetError(f"cannot read image {path}: {exc}") from exc
 
@@ -222,7 +228,7 @@ def build_dataset(
     try:
         factory = DATASETS.get(name)
     except KeyError as exc:
-        raise DatasetError(str(exc.args[0])) from exc
-    if root is None and name != "embedded":
+        raise ConfigError(str(exc.args[0])) from exc
+    if not root and name != "embedded":
         raise DatasetError(f"dataset {name!r} needs a root folder (data.root in the config)")
     return factory(root=root, split=split, transform=transform, **kwargs)

@@ -36,7 +36,9 @@ class VOCDataset(SegDataset):
     def _scan(self) -> list[Sample]:
         aug = self.split == "train_aug"
         image_dir = self.require(self.root / "JPEGImages", "image folder")
-        ann_dir = self.require(self.root / ("SegmentationClassAug" if aug else "SegmentationClass"), "label folder")
+        ann_dir = self.require(
+            self.root / ("SegmentationClassAug" if aug else "SegmentationClass"), "label folder"
+        )
         lists = self.root / "ImageSets" / "Segmentation"
         list_file = lists / f"{self.split}.txt"
         if aug and not list_file.exists() and (lists / "aug.txt").exists():
@@ -64,8 +66,9 @@ class CityscapesDataset(SegDataset):
   leftImg8bit/{train,val,test}/<city>/<city>_<seq>_<frame>_leftImg8bit.png
   gtFine/{train,val,test}/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png   (label ids 0..33)"""
 
-    def __init__(self, root: str | Path, split: str, transform: Callable | None = None,
-                 labels: str = "labelIds") -> None:
+    def __init__(
+        self, root: str | Path, split: str, transform: Callable | None = None, labels: str = "labelIds"
+    ) -> None:
         if labels not in ("labelIds", "labelTrainIds"):
             raise DatasetError(f"cityscapes: labels must be 'labelIds' or 'labelTrainIds', got {labels!r}")
         self.labels = labels
@@ -76,8 +79,11 @@ class CityscapesDataset(SegDataset):
 
     def _scan(self) -> list[Sample]:
         return self.pair_by_stem(
-            self.root / "leftImg8bit" / self.disk_split, self.root / "gtFine" / self.disk_split,
-            mask_suffix=f"_gtFine_{self.labels}.png", image_suffix="_leftImg8bit", pattern="*/*.png",
+            self.root / "leftImg8bit" / self.disk_split,
+            self.root / "gtFine" / self.disk_split,
+            mask_suffix=f"_gtFine_{self.labels}.png",
+            image_suffix="_leftImg8bit",
+            pattern="*/*.png",
         )
 
 
@@ -96,7 +102,9 @@ class ADE20KDataset(SegDataset):
         return C.ade20k_table()
 
     def _scan(self) -> list[Sample]:
-        return self.pair_by_stem(self.root / "images" / self.disk_split, self.root / "annotations" / self.disk_split)
+        return self.pair_by_stem(
+            self.root / "images" / self.disk_split, self.root / "annotations" / self.disk_split
+        )
 
 
 @DATASETS.register("coco_stuff164k")
@@ -117,9 +125,13 @@ class COCOStuff164KDataset(SegDataset):
   annotations/{train2017,val2017}/<stem>_labelTrainIds.png   (0..170, 255 ignore)
       or annotations/{train2017,val2017}/<stem>.png          (official stuffthingmaps, 0..181)"""
 
-    def __init__(self, root: str | Path, split: str, transform: Callable | None = None, labels: str = "auto") -> None:
+    def __init__(
+        self, root: str | Path, split: str, transform: Callable | None = None, labels: str = "auto"
+    ) -> None:
         if labels not in ("auto", "labelTrainIds", "raw"):
-            raise DatasetError(f"coco_stuff164k: labels must be 'auto', 'labelTrainIds' or 'raw', got {labels!r}")
+            raise DatasetError(
+                f"coco_stuff164k: labels must be 'auto', 'labelTrainIds' or 'raw', got {labels!r}"
+            )
         self.labels = labels
         super().__init__(root, split, transform)
 
@@ -236,6 +248,7 @@ def read_class_files(root: Path, layout: str) -> tuple[tuple[str, ...], np.ndarr
     except ValueError as exc:
         raise DatasetError(f"{pal_path}: expected one 'R G B' line of integers per class ({exc})") from exc
     if palette.shape != (len(names), 3) or palette.min() < 0 or palette.max() > 255:
-        raise DatasetError(f"{pal_path}: expected {len(names)} lines of 'R G B' in 0..255, got shape {palette.shape}")
+        raise DatasetError(
+            f"{pal_path}: expected {len(names)} lines of 'R G B' in 0..255, got shape {palette.shape}"
+        )
     return names, palette.astype(np.uint8)
-

@@ -7,7 +7,7 @@ Design (why it is not trivial for a small network):
   three scene photos, and *distractor* shapes cut from other photos (coins, clock, printed page,
   retina) are labelled background too, so "background" is not one texture.
 * Every region gets its own appearance jitter: partial desaturation, a random tint, contrast and
-  brightness, and (half the time) its mean colour replaced by a random one, so colour statistics
+  brightness, and (30 % of the time) its mean colour replaced by a random one, so colour statistics
   overlap between classes and texture/structure has to decide. Texture scale (0.6-1.6x),
   rotation and flips vary per region.
 * 3-6 object shapes (ellipses, star polygons, thresholded smooth random fields) overlap in a
@@ -37,17 +37,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from scipy import ndimage
-from skimage import data as skdata
-from skimage import draw
 
 from ladseg.data.base import DATASETS
 from ladseg.data.classes import IGNORE_COLOR, IGNORE_INDEX
 from ladseg.data.datasets import FolderDataset
 from ladseg.errors import DatasetError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 TRAIN_FRACTION = 0.6  # columns [0, 60 %) of every source feed train, [60 %, 100 %) feed val
 STAMP = "embedded.json"
+RANDOM_MEAN_P = 0.3  # share of regions whose mean colour is replaced: the main difficulty knob
 
 EMBEDDED_CLASSES = ("background", "grass", "gravel", "brick", "moon", "cat", "astronaut", "tissue")
 EMBEDDED_PALETTE = np.array(
@@ -80,6 +79,8 @@ class _Source:
 
 
 def _load_sources() -> dict[str, _Source]:
+    from skimage import data as skdata  # lazy: only generation needs scikit-image
+
     sources = {}
     for name in EMBEDDED_SOURCES:
         img = getattr(skdata, name)()
@@ -111,14 +112,18 @@ def _texture(rng: np.random.Generator, src: _Source, split: str, size: int) -> t
 def _appearance(rng: np.random.Generator, tex: np.ndarray) -> np.ndarray:
     """Per-region colour jitter so that mean colour is a weak cue across classes:
     desaturate by ``s``, scale contrast by ``k`` around the mean, then move the mean to a tinted
-    target (a random colour half of the time, else the region's own mean, brightness-jittered)."""
+    target (a random colour with probability RANDOM_MEAN_P, else the region's own mean, brightness-jittered)."""
     luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)
     gray = tex @ luma
-    sat, contrast = rng.uniform(0.0, 1.0), rng.uniform(0.6, 1.4)
+    sat, contrast = rng.uniform(0.3, 1.0), rng.uniform(0.7, 1.3)
     tex_mean = tex.mean(axis=(0, 1))
     mean = (1.0 - sat) * float(tex_mean @ luma) + sat * tex_mean  # mean of the desaturated region
     tint = rng.uniform(0.8, 1.2, size=3)
-    target = rng.uniform(0.25, 0.7) * tint if rng.random() < 0.5 else mean * rng.uniform(0.75, 1.25) * tint
+    target = (
+        rng.uniform(0.25, 0.7) * tint
+        if rng.random() < RANDOM_MEAN_P
+        else mean * rng.uniform(0.75, 1.25) * tint
+    )
     # ((1 - s) * gray + s * tex - mean) * k + target, as one affine map per channel
     out = (sat * contrast) * tex + ((1.0 - sat) * contrast) * gray[..., None]
     out += (target - contrast * mean).astype(np.float32)
@@ -127,6 +132,8 @@ def _appearance(rng: np.random.Generator, tex: np.ndarray) -> np.ndarray:
 
 def _shape(rng: np.random.Generator, size: int) -> np.ndarray:
     """A boolean mask: an ellipse, a star-shaped polygon or a thresholded smooth random field."""
+    from skimage import draw
+
     for _ in range(20):
         area = rng.uniform(0.05, 0.35) * size * size
         cy, cx = rng.uniform(0.1, 0.9, size=2) * size
@@ -141,11 +148,15 @@ def _shape(rng: np.random.Generator, size: int) -> np.ndarray:
             n = int(rng.integers(3, 9))
             angles = np.sort(rng.uniform(0, 2 * np.pi, n))
             radius = np.sqrt(area / np.pi) * rng.uniform(0.6, 1.4, n)
-            rr, cc = draw.polygon(cy + radius * np.sin(angles), cx + radius * np.cos(angles), shape=mask.shape)
+            rr, cc = draw.polygon(
+                cy + radius * np.sin(angles), cx + radius * np.cos(angles), shape=mask.shape
+            )
             mask[rr, cc] = True
         else:
             low = max(8, size // 4)  # smooth at quarter resolution, then upsample (4x cheaper)
-            field = ndimage.gaussian_filter(rng.standard_normal((low, low)), sigma=low * rng.uniform(0.05, 0.12))
+            field = ndimage.gaussian_filter(
+                rng.standard_normal((low, low)), sigma=low * rng.uniform(0.05, 0.12)
+            )
             field = np.asarray(Image.fromarray(field.astype(np.float32)).resize((size, size), Image.BICUBIC))
             mask = field > np.quantile(field, 1.0 - area / (size * size))
         if mask.sum() >= 0.01 * size * size:
@@ -163,8 +174,9 @@ def _paste(canvas: np.ndarray, tex: np.ndarray, mask: np.ndarray) -> None:
     canvas[box] += alpha * (tex[box] - canvas[box])
 
 
-def make_scene(rng: np.random.Generator, sources: dict[str, _Source], split: str, size: int
-               ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+def make_scene(
+    rng: np.random.Generator, sources: dict[str, _Source], split: str, size: int
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """One image (uint8 H x W x 3), its mask (uint8, 255 = ignore) and its region records."""
     records: list[dict[str, Any]] = []
 
@@ -194,8 +206,14 @@ def make_scene(rng: np.random.Generator, sources: dict[str, _Source], split: str
 
 
 def _params(seed: int, num_train: int, num_val: int, size: int) -> dict[str, Any]:
-    return {"generator_version": GENERATOR_VERSION, "seed": seed, "num_train": num_train,
-            "num_val": num_val, "size": size, "classes": list(EMBEDDED_CLASSES)}
+    return {
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "num_train": num_train,
+        "num_val": num_val,
+        "size": size,
+        "classes": list(EMBEDDED_CLASSES),
+    }
 
 
 def is_current(root: Path, params: dict[str, Any]) -> bool:
@@ -213,7 +231,9 @@ def _write(out: Path, params: dict[str, Any]) -> None:
     palette[IGNORE_INDEX] = IGNORE_COLOR
     split_ids = {"train": 1, "val": 2}
     manifest: dict[str, Any] = {
-        "sources": {s.name: {"shape": list(s.pixels.shape[:2]), "split_col": s.split_col} for s in sources.values()},
+        "sources": {
+            s.name: {"shape": list(s.pixels.shape[:2]), "split_col": s.split_col} for s in sources.values()
+        },
         "train_fraction": TRAIN_FRACTION,
         "items": {},
     }
@@ -235,14 +255,22 @@ def _write(out: Path, params: dict[str, Any]) -> None:
     (out / STAMP).write_text(json.dumps(params))  # last: its presence marks a complete copy
 
 
-def generate_embedded(root: str | Path | None = None, seed: int = 0, num_train: int = 300, num_val: int = 100,
-                      size: int = 128, force: bool = False) -> Path:
+def generate_embedded(
+    root: str | Path | None = None,
+    seed: int = 0,
+    num_train: int = 300,
+    num_val: int = 100,
+    size: int = 128,
+    force: bool = False,
+) -> Path:
     """Write the embedded dataset under ``root`` (default :func:`default_root`) unless an
     up-to-date copy is there; return the root. Built in a temporary sibling folder and renamed,
     so concurrent callers never see a half-written copy."""
     root = Path(root).expanduser() if root is not None else default_root()
     if num_train < 1 or num_val < 1 or size < 32:
-        raise DatasetError(f"embedded: need num_train >= 1, num_val >= 1 and size >= 32 (got {num_train}, {num_val}, {size})")
+        raise DatasetError(
+            f"embedded: need num_train >= 1, num_val >= 1 and size >= 32 (got {num_train}, {num_val}, {size})"
+        )
     params = _params(seed, num_train, num_val, size)
     if not force and is_current(root, params):
         return root
@@ -274,9 +302,17 @@ class EmbeddedDataset(FolderDataset):
     (source and box of every region of every image).
     """
 
-    def __init__(self, root: str | Path | None = None, split: str = "train", transform: Callable | None = None,
-                 seed: int = 0, num_train: int = 300, num_val: int = 100, size: int = 128) -> None:
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        split: str = "train",
+        transform: Callable | None = None,
+        seed: int = 0,
+        num_train: int = 300,
+        num_val: int = 100,
+        size: int = 128,
+    ) -> None:
         if split not in ("train", "val"):
             raise DatasetError(f"embedded: unknown split {split!r}; valid splits: train, val")
-        root = generate_embedded(root, seed=seed, num_train=num_train, num_val=num_val, size=size)
+        root = generate_embedded(root or None, seed=seed, num_train=num_train, num_val=num_val, size=size)
         super().__init__(root, split, transform)

@@ -39,12 +39,17 @@ class Normalization:
 NORMALIZATIONS: dict[str, Normalization] = {
     # RGB / 255 then ImageNet mean/std, written in 0-255 units (mean*255, std*255).
     "imagenet": Normalization(
-        mean=(0.485 * 255, 0.456 * 255, 0.406 * 255), std=(0.229 * 255, 0.224 * 255, 0.225 * 255),
-        bgr=False, label_scale=1.0,
+        mean=(0.485 * 255, 0.456 * 255, 0.406 * 255),
+        std=(0.229 * 255, 0.224 * 255, 0.225 * 255),
+        bgr=False,
+        label_scale=1.0,
     ),
     # The reference (Caffe-style) input: BGR 0-255 minus the per-channel mean, no std.
     "reference_bgr": Normalization(
-        mean=(104.00698793, 116.66876762, 122.67891434), std=(1.0, 1.0, 1.0), bgr=True, label_scale=100.0,
+        mean=(104.00698793, 116.66876762, 122.67891434),
+        std=(1.0, 1.0, 1.0),
+        bgr=True,
+        label_scale=100.0,
     ),
 }
 
@@ -86,7 +91,9 @@ class RandomScale:
         h, w = sample["image"].shape[-2:]
         size = [max(1, round(h * ratio)), max(1, round(w * ratio))]
         out = dict(sample)
-        out["image"] = F.resize(sample["image"], size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+        out["image"] = F.resize(
+            sample["image"], size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True
+        )
         if "mask" in sample:
             out["mask"] = F.resize(sample["mask"], size, interpolation=v2.InterpolationMode.NEAREST)
         return out

@@ -103,9 +103,8 @@ def build_teacher(cfg: Config, num_classes: int) -> Segmentor:
 
 
 def method_class(name: str) -> type[Method]:
-    from ladseg.methods import METHODS
-
     import ladseg.methods.supervised  # noqa: F401  (registers "supervised" if the package does not)
+    from ladseg.methods import METHODS
 
     try:
         return METHODS.get(name)  # type: ignore[return-value]
@@ -113,7 +112,9 @@ def method_class(name: str) -> type[Method]:
         raise ConfigError(str(exc.args[0])) from None
 
 
-def build_method_from_config(cfg: Config, student: Segmentor, num_classes: int, teacher: Segmentor | None) -> Method:
+def build_method_from_config(
+    cfg: Config, student: Segmentor, num_classes: int, teacher: Segmentor | None
+) -> Method:
     from ladseg.methods import build_method
 
     method_class(cfg.method_name)

@@ -76,11 +76,18 @@ def is_ladseg_checkpoint(payload: dict[str, Any]) -> bool:
 
 def _spec_diff(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
     keys = sorted((set(expected) | set(actual)) - {"pretrained"})
-    return [f"{k}: checkpoint {expected.get(k)!r} vs model {actual.get(k)!r}" for k in keys if expected.get(k) != actual.get(k)]
+    return [
+        f"{k}: checkpoint {expected.get(k)!r} vs model {actual.get(k)!r}"
+        for k in keys
+        if expected.get(k) != actual.get(k)
+    ]
 
 
 def load_model_weights(
-    model: nn.Module, state_dict: dict[str, torch.Tensor], spec: dict[str, Any] | None = None, source: str = "checkpoint"
+    model: nn.Module,
+    state_dict: dict[str, torch.Tensor],
+    spec: dict[str, Any] | None = None,
+    source: str = "checkpoint",
 ) -> None:
     """Load ``state_dict`` strictly, explaining a mismatch (architecture, class count, first keys)."""
     model_spec = getattr(model, "spec", None)
@@ -102,7 +109,9 @@ def load_model_weights(
     if missing:
         problems.append(f"missing keys: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
     if unexpected:
-        problems.append(f"unexpected keys: {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
+        problems.append(
+            f"unexpected keys: {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}"
+        )
     if problems:
         raise CheckpointError(f"{source} does not fit the model: " + "; ".join(problems))
     model.load_state_dict(state_dict, strict=True)
@@ -114,7 +123,9 @@ def _reference_model(path: Path) -> Segmentor:
     return load_reference_checkpoint(path)
 
 
-def build_model_from_checkpoint(path_or_payload: str | Path | dict[str, Any]) -> tuple[Segmentor, dict[str, Any]]:
+def build_model_from_checkpoint(
+    path_or_payload: str | Path | dict[str, Any],
+) -> tuple[Segmentor, dict[str, Any]]:
     """Rebuild the saved network (ladseg or reference checkpoint) -> (model in eval mode, meta)."""
     if isinstance(path_or_payload, dict):
         payload, path = path_or_payload, None
@@ -132,7 +143,9 @@ def build_model_from_checkpoint(path_or_payload: str | Path | dict[str, Any]) ->
         meta = {**REFERENCE_META, **dict(getattr(model, "meta", {}) or {})}
         meta.update(spec=dict(model.spec), config=None, iteration=None, metrics={})
     else:
-        raise CheckpointError("payload is not a ladseg checkpoint (no 'model' and 'meta'); pass a path to import a reference one")
+        raise CheckpointError(
+            "payload is not a ladseg checkpoint (no 'model' and 'meta'); pass a path to import a reference one"
+        )
     return model.eval(), meta
 
 

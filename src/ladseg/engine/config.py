@@ -193,7 +193,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 def _type_error(key: str, value: Any, tp: Any) -> ConfigError:
-    return ConfigError(f"config key {key!r}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    return ConfigError(
+        f"config key {key!r}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})"
+    )
 
 
 def _from_dict(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:

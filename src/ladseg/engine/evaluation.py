@@ -16,7 +16,13 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ladseg.engine.dist import is_main_process
-from ladseg.engine.inference import INFERENCE_MODES, infer, multiscale_inference, slide_inference, whole_inference
+from ladseg.engine.inference import (
+    INFERENCE_MODES,
+    infer,
+    multiscale_inference,
+    slide_inference,
+    whole_inference,
+)
 from ladseg.engine.metrics import ConfusionMatrix, SegMetrics
 from ladseg.models.segmentor import resize_logits
 
@@ -87,7 +93,9 @@ def evaluate(
         kwargs.update(scales=list(scales), flip=flip, scale_mode=scale_mode)
     ctx = autocast or contextlib.nullcontext
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
-    bar = tqdm(loader, total=total, desc=f"eval ({mode})", leave=False, disable=not (progress and is_main_process()))
+    bar = tqdm(
+        loader, total=total, desc=f"eval ({mode})", leave=False, disable=not (progress and is_main_process())
+    )
     try:
         for i, batch in enumerate(bar):
             if max_batches is not None and i >= max_batches:

@@ -43,7 +43,11 @@ def whole_inference(model: nn.Module, x: Tensor, **_: object) -> Tensor:
 @INFERENCE_MODES.register("slide")
 @torch.no_grad()
 def slide_inference(
-    model: nn.Module, x: Tensor, crop_size: int | Sequence[int] = 512, stride: int | Sequence[int] | None = None, **_: object
+    model: nn.Module,
+    x: Tensor,
+    crop_size: int | Sequence[int] = 512,
+    stride: int | Sequence[int] | None = None,
+    **_: object,
 ) -> Tensor:
     """Count-normalised sum of window logits; ``stride`` defaults to 2/3 of the crop."""
     ch, cw = _pair(crop_size)
@@ -86,7 +90,9 @@ def multiscale_inference(
     n = 0
     for s in scales:
         size = (max(1, round(h * s)), max(1, round(w * s)))
-        xs = x if size == (h, w) else F.interpolate(x, size=size, mode="bilinear", align_corners=ALIGN_CORNERS)
+        xs = (
+            x if size == (h, w) else F.interpolate(x, size=size, mode="bilinear", align_corners=ALIGN_CORNERS)
+        )
         for flipped in (False, True) if flip else (False,):
             inp = xs.flip(-1) if flipped else xs
             logits = base(model, inp, **kwargs)

@@ -32,7 +32,9 @@ class ConfusionMatrix:
     def update(self, pred: Tensor, target: Tensor) -> None:
         """``pred`` and ``target``: integer label maps of the same shape; ignore_index pixels skipped."""
         if pred.shape != target.shape:
-            raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+            raise ValueError(
+                f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape"
+            )
         k = self.num_classes
         target = target.to(self.mat.device).long().flatten()
         pred = pred.to(self.mat.device).long().flatten()
@@ -102,7 +104,9 @@ class SegMetrics:
         """Summary plus per-class IoU/Acc in percent (None for absent classes), JSON-ready."""
 
         def pct(t: Tensor) -> dict[str, float | None]:
-            return {n: (None if math.isnan(v) else 100 * v) for n, v in zip(self.names(), t.tolist(), strict=True)}
+            return {
+                n: (None if math.isnan(v) else 100 * v) for n, v in zip(self.names(), t.tolist(), strict=True)
+            }
 
         return {**self.summary(), "IoU": pct(self.iou), "Acc": pct(self.acc)}
 

@@ -56,6 +56,7 @@ class Trainer:
         self.cfg = cfg
         self.work_dir = Path(cfg.run.work_dir or Path("work_dirs") / (cfg.run.name or "run"))
         self.device = resolve_device(cfg.run.device)
+        torch.backends.cudnn.benchmark = self.device.type == "cuda"  # fixed crop sizes: pick fast kernels
         seed_everything(cfg.run.seed)
         self.train_set = build_split(cfg, cfg.data.train_split, train=True)
         self.val_set = build_split(cfg, cfg.data.val_split, train=False)
@@ -64,7 +65,9 @@ class Trainer:
         self.module = self.method  # the one place a DDP wrapper will go
         self.optimizer = build_optimizer(self.method, cfg)
         o = cfg.optim
-        self.schedule = PolySchedule(self.optimizer, cfg.train.iters, o.poly_power, o.warmup_iters, o.warmup_ratio)
+        self.schedule = PolySchedule(
+            self.optimizer, cfg.train.iters, o.poly_power, o.warmup_iters, o.warmup_ratio
+        )
         self.amp = build_amp(cfg.train.amp, self.device)
         self.iteration = 0
         self.best_miou = -math.inf
@@ -74,7 +77,9 @@ class Trainer:
     def _build_method(self) -> Any:
         cfg = self.cfg
         student = build_student(cfg, self.num_classes)
-        teacher = build_teacher(cfg, self.num_classes) if method_class(cfg.method_name).needs_teacher else None
+        teacher = (
+            build_teacher(cfg, self.num_classes) if method_class(cfg.method_name).needs_teacher else None
+        )
         method = build_method_from_config(cfg, student, self.num_classes, teacher)
         method.to(self.device)
         if method.teacher is not None:
@@ -110,9 +115,13 @@ class Trainer:
         loss = terms["loss"]
         if not bool(torch.isfinite(loss.detach())):
             values = {k: float(v.detach().float()) for k, v in terms.items()}
+            last = self.work_dir / "last.pth"
+            kept = (
+                f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+            )
             raise LadsegError(
-                f"non-finite loss at iteration {self.iteration + 1}: {values}; stopped, "
-                f"the last good checkpoint is {self.work_dir / 'last.pth'} (try a lower optim.lr or train.amp=none)"
+                f"non-finite loss at iteration {self.iteration + 1}: {values}; stopped, {kept} "
+                "(try a lower optim.lr or train.amp=none)"
             )
         self.optimizer.zero_grad(set_to_none=True)
         scaler = self.amp.scaler
@@ -195,17 +204,24 @@ class Trainer:
             self.best_miou = metrics.miou
             self.save("best.pth", with_state=False)
 
-    def fit(self) -> dict[str, Any]:
-        """Train to ``train.iters`` (resuming when possible); returns the final metrics."""
+    def fit(self, until: int | None = None) -> dict[str, Any]:
+        """Train to ``train.iters`` (resuming when possible); returns the final metrics.
+
+        ``until`` stops early at that iteration (schedule unchanged) after saving ``last.pth``,
+        e.g. to split a long run into time-limited jobs that each resume the previous one.
+        """
         self._prepare()
         t = self.cfg.train
+        stop = min(t.iters, until) if until is not None else t.iters
         logger = RunLogger(self.work_dir, t.tensorboard)
-        bar = tqdm(total=t.iters, initial=self.iteration, desc=self.cfg.run.name, disable=not is_main_process())
+        bar = tqdm(
+            total=t.iters, initial=self.iteration, desc=self.cfg.run.name, disable=not is_main_process()
+        )
         sums: dict[str, Tensor] = {}
         count, interval_time, total_time, steps = 0, 0.0, 0.0, 0
-        batches = self._batches() if self.iteration < t.iters else iter(())
+        batches = self._batches() if self.iteration < stop else iter(())
         try:
-            while self.iteration < t.iters:
+            while self.iteration < stop:
                 tic = time.perf_counter()  # data + step; the finiteness check syncs the device
                 terms = self.train_step(next(batches))
                 interval_time += time.perf_counter() - tic
@@ -217,14 +233,18 @@ class Trainer:
                 if i % t.log_interval == 0 or i == t.iters:
                     values = {k: float(v) / count for k, v in sums.items()}
                     bar.set_postfix(loss=f"{values['loss']:.4f}")
-                    logger.log("train", i, {"lr": self.schedule.get_lr(), **values, "s_per_iter": interval_time / count})
+                    logger.log(
+                        "train",
+                        i,
+                        {"lr": self.schedule.get_lr(), **values, "s_per_iter": interval_time / count},
+                    )
                     total_time, steps = total_time + interval_time, steps + count
                     sums, count, interval_time = {}, 0, 0.0
                 if i % t.val_interval == 0 or i == t.iters:
                     self._run_validation(logger)
-                if i % t.checkpoint_interval == 0 or i == t.iters:
+                if i % t.checkpoint_interval == 0 or i == stop:
                     self.save("last.pth", with_state=True)
-            if not self.last_metrics:
+            if self.iteration >= t.iters and not self.last_metrics:
                 self._run_validation(logger)
         finally:
             bar.close()

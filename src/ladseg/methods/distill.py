@@ -102,7 +102,7 @@ class Distill(Method):
             kwargs = {k: v for k, v in spec.items() if k not in ("name", "weight")}
             try:
                 loss: DistillLoss = build_loss(spec["name"], student_channels, teacher_channels, self.num_classes, **kwargs)
-            except (TypeError, ValueError) as exc:
+            except (ConfigError, TypeError, ValueError) as exc:
                 raise ConfigError(f"method.kd_losses[{i}] ({spec['name']}): {exc}") from exc
             ref = next(self.student.parameters())
             self.kd_losses.append(loss.to(ref.device))

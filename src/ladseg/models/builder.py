@@ -30,6 +30,7 @@ class ModelDef:
     with it fit (STDC's head needs STDC's stages); None = every backbone.
     """
 
+    name: str
     head: str
     fcn_aux: bool = True
     backbone_prefix: str | None = None
@@ -37,15 +38,19 @@ class ModelDef:
     def fits(self, backbone: str) -> bool:
         return self.backbone_prefix is None or backbone.startswith(self.backbone_prefix)
 
+    def __call__(self, **kwargs: Any) -> Segmentor:
+        """``MODELS.build("pspnet", backbone="resnet18", num_classes=21)`` = ``build_model("pspnet", ...)``."""
+        return build_model(self.name, **kwargs)
 
-for _name, _def in {
-    "fcn": ModelDef("fcn"),
-    "pspnet": ModelDef("psp"),
-    "deeplabv3": ModelDef("aspp"),
-    "ocrnet": ModelDef("ocr"),
-    "stdc": ModelDef("stdc_head", fcn_aux=False, backbone_prefix="stdc"),
-}.items():
-    MODELS.register(_name)(_def)
+
+for _def in (
+    ModelDef("fcn", "fcn"),
+    ModelDef("pspnet", "psp"),
+    ModelDef("deeplabv3", "aspp"),
+    ModelDef("ocrnet", "ocr", fcn_aux=False),  # OCR's soft-region branch is its auxiliary output
+    ModelDef("stdc", "stdc_head", fcn_aux=False, backbone_prefix="stdc"),
+):
+    MODELS.register(_def.name)(_def)
 
 
 def _accepts(factory: Any, arg: str) -> bool:
@@ -83,7 +88,9 @@ def build_model(
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
     if in_channels < 3:
-        raise ConfigError(f"in_channels must be >= 3 (image channels, + label channels for LAD), got {in_channels}")
+        raise ConfigError(
+            f"in_channels must be >= 3 (image channels, + label channels for LAD), got {in_channels}"
+        )
 
     bb = backbone_factory(in_channels=in_channels, output_stride=output_stride, pretrained=pretrained)
     head_kwargs = dict(head or {})

@@ -110,7 +110,9 @@ def detect_reference_spec(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
     conv1 = state_dict.get("pretrained.conv1.weight")
     cls_key = "head.block.4.weight" if name == "deeplabv3" else "head.classifier.weight"
     if conv1 is None or cls_key not in state_dict or "head.block.0.weight" not in state_dict:
-        missing = [k for k in ("pretrained.conv1.weight", cls_key, "head.block.0.weight") if k not in state_dict]
+        missing = [
+            k for k in ("pretrained.conv1.weight", cls_key, "head.block.0.weight") if k not in state_dict
+        ]
         raise CheckpointError(f"reference {name} checkpoint lacks {', '.join(missing)}")
     c4 = 512 * (4 if bottleneck else 1)
     width = int(state_dict["head.block.0.weight"].shape[0])

@@ -60,9 +60,7 @@ def check_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor], what: 
     own = module.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
-    mismatched = [
-        k for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)
-    ]
+    mismatched = [k for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)]
     if not (missing or unexpected or mismatched):
         return
     parts = []
@@ -70,8 +68,7 @@ def check_state_dict(module: nn.Module, state_dict: Mapping[str, Tensor], what: 
         parts.append(f"missing keys: {_describe(missing, {k: tuple(own[k].shape) for k in missing})}")
     if unexpected:
         parts.append(
-            "unexpected keys: "
-            + _describe(unexpected, {k: tuple(state_dict[k].shape) for k in unexpected})
+            "unexpected keys: " + _describe(unexpected, {k: tuple(state_dict[k].shape) for k in unexpected})
         )
     if mismatched:
         shown = [

@@ -19,7 +19,7 @@ from ladseg.models.backbones import BACKBONES
 from ladseg.models.weights import load_pretrained, read_weights_file
 
 BN_EPS = 1e-3  # the TF batch-norm epsilon the weights were trained with
-BN_MOMENTUM = 0.01
+BN_MOMENTUM = 0.1  # PyTorch convention (TF trained with decay 0.99, i.e. 0.01) for faster fine-tuning
 # (repeats, kernel, stride, expand ratio, out channels) per stage of Lite0
 LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (1, 3, 1, 1, 16),

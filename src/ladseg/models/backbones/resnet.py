@@ -37,7 +37,12 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(
-        self, inplanes: int, planes: int, stride: int, dilation: int, previous_dilation: int,
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int,
+        dilation: int,
+        previous_dilation: int,
         downsample: nn.Module | None,
     ) -> None:
         super().__init__()
@@ -61,7 +66,12 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(
-        self, inplanes: int, planes: int, stride: int, dilation: int, previous_dilation: int,
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int,
+        dilation: int,
+        previous_dilation: int,
         downsample: nn.Module | None,
     ) -> None:
         super().__init__()
@@ -120,7 +130,9 @@ class ResNet(nn.Module):
 
         strides, dilations = _STAGES[output_stride]
         stages = []
-        for planes, blocks, stride, dilation in zip((64, 128, 256, 512), layers, strides, dilations, strict=True):
+        for planes, blocks, stride, dilation in zip(
+            (64, 128, 256, 512), layers, strides, dilations, strict=True
+        ):
             stage, inplanes = self._make_layer(block, inplanes, planes, blocks, stride, dilation)
             stages.append(stage)
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
@@ -140,7 +152,11 @@ class ResNet(nn.Module):
 
     @staticmethod
     def _make_layer(
-        block: type[BasicBlock] | type[Bottleneck], inplanes: int, planes: int, blocks: int, stride: int,
+        block: type[BasicBlock] | type[Bottleneck],
+        inplanes: int,
+        planes: int,
+        blocks: int,
+        stride: int,
         dilation: int,
     ) -> tuple[nn.Sequential, int]:
         downsample = None
@@ -182,8 +198,11 @@ class ResNet(nn.Module):
         file_deep = "conv3.weight" in sd and "bn3.weight" in sd
         file_tv = "conv1.weight" in sd and sd["conv1.weight"].dim() == 4 and sd["conv1.weight"].shape[-1] == 7
         if file_tv and self.deep_stem or file_deep and not self.deep_stem:
-            kind, want = ("torchvision (7x7 stem)", "a '*_tv' backbone") if file_tv else (
-                "deep-stem (3x3 x3 stem)", "a backbone without '_tv'")
+            kind, want = (
+                ("torchvision (7x7 stem)", "a '*_tv' backbone")
+                if file_tv
+                else ("deep-stem (3x3 x3 stem)", "a backbone without '_tv'")
+            )
             raise CheckpointError(
                 f"{str(path)!r} is a {kind} ResNet file but this backbone has the "
                 f"{'deep' if self.deep_stem else 'torchvision'} stem; use {want}"
@@ -191,8 +210,9 @@ class ResNet(nn.Module):
         load_pretrained(self, sd, first_conv_key="conv1.weight", in_channels=self.in_channels)
 
 
-def _factory(name: str, block: type[BasicBlock] | type[Bottleneck], layers: tuple[int, int, int, int],
-             deep_stem: bool) -> None:
+def _factory(
+    name: str, block: type[BasicBlock] | type[Bottleneck], layers: tuple[int, int, int, int], deep_stem: bool
+) -> None:
     def build(in_channels: int = 3, output_stride: int = 8, pretrained: str | None = None) -> ResNet:
         return ResNet(block, layers, deep_stem, in_channels, output_stride, pretrained)
 

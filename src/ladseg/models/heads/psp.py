@@ -31,7 +31,9 @@ class PyramidPooling(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         size = x.shape[-2:]
         pooled = [
-            F.interpolate(stage(F.adaptive_avg_pool2d(x, b)), size=size, mode="bilinear", align_corners=ALIGN_CORNERS)
+            F.interpolate(
+                stage(F.adaptive_avg_pool2d(x, b)), size=size, mode="bilinear", align_corners=ALIGN_CORNERS
+            )
             for b, stage in zip(self.bins, self.stages, strict=True)
         ]
         return torch.cat([x, *pooled], dim=1)

@@ -8,14 +8,15 @@ from ladseg.models.segmentor import SegOutput
 
 
 class PixelNet(nn.Module):
-    """Per-pixel linear logits down-sampled by 2: translation equivariant, position-independent."""
+    """Per-pixel linear logits, sub-sampled by ``stride`` (like a network's output stride)."""
 
-    def __init__(self, k: int = 3) -> None:
+    def __init__(self, k: int = 3, stride: int = 2) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, k, 1)
+        self.stride = stride
 
     def forward(self, x: torch.Tensor) -> SegOutput:
-        y = self.conv(x)[..., ::2, ::2]
+        y = self.conv(x)[..., :: self.stride, :: self.stride]
         return SegOutput(y, y)
 
 
@@ -27,15 +28,14 @@ def test_slide_with_crop_equal_to_image_is_whole() -> None:
     torch.testing.assert_close(infer(model, x, "slide", crop_size=[32, 40], stride=[16, 16]), whole)
 
 
-def test_slide_covers_image_and_pads_small_inputs() -> None:
-    model = PixelNet().eval()
-    x = torch.randn(2, 3, 30, 50)
-    out = slide_inference(model, x, crop_size=(16, 16), stride=(10, 10))
-    assert out.shape == (2, 3, 30, 50) and torch.isfinite(out).all()
-    # a 1x1 conv sampled every other pixel then bilinearly up-sampled: window average of the
-    # same interpolation; stays close to the whole-image result away from window borders
-    small = torch.randn(1, 3, 10, 12)
-    assert slide_inference(model, small, crop_size=(16, 16)).shape == (1, 3, 10, 12)
+def test_slide_count_normalises_overlaps_and_pads_small_inputs() -> None:
+    # a 1x1 conv at full resolution gives every pixel the same logits in any window, so the
+    # count-normalised sum over overlapping (and padded) windows must equal the whole image
+    model = PixelNet(stride=1).eval()
+    for shape, crop, stride in (((2, 3, 30, 50), (16, 16), (10, 7)), ((1, 3, 10, 12), (16, 16), None)):
+        x = torch.randn(shape)
+        out = slide_inference(model, x, crop_size=crop, stride=stride)
+        torch.testing.assert_close(out, infer(model, x, "whole"))
 
 
 def test_multiscale_single_scale_without_flip_is_softmax_of_whole() -> None:
@@ -59,7 +59,9 @@ def test_multiscale_flip_averages_probabilities() -> None:
     for inp, f in ((half, False), (half.flip(-1), True)):
         logits = infer(model, inp, "whole")
         logits = logits.flip(-1) if f else logits
-        manual = manual + torch.nn.functional.interpolate(logits, size=(24, 24), mode="bilinear", align_corners=True).softmax(1)
+        manual = manual + torch.nn.functional.interpolate(
+            logits, size=(24, 24), mode="bilinear", align_corners=True
+        ).softmax(1)
     torch.testing.assert_close(ms, manual / 4)
 
 
@@ -72,7 +74,11 @@ def test_evaluate_counts_a_perfect_model() -> None:
     image = torch.nn.functional.one_hot(mask, 3).permute(0, 3, 1, 2).float()
     mask[:, 0] = 255
     loader = [{"image": image, "mask": mask}]
-    for mode, kw in (("whole", {}), ("slide", {"crop_size": [4, 4]}), ("multiscale", {"scales": [1.0], "flip": True})):
+    for mode, kw in (
+        ("whole", {}),
+        ("slide", {"crop_size": [4, 4]}),
+        ("multiscale", {"scales": [1.0], "flip": True}),
+    ):
         m = evaluate(Oracle(), loader, 3, mode=mode, progress=False, **kw)
         assert m.summary()["mIoU"] == 100.0, mode
         assert m.confusion.sum().item() == 2 * 7 * 8

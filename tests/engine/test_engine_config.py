@@ -27,7 +27,14 @@ def test_inheritance_deep_merges_and_child_wins(tmp_path: Path) -> None:
 def test_overrides_parse_yaml_scalars(tmp_path: Path) -> None:
     cfg_path = write(tmp_path / "c.yaml", {"train": {"iters": 10}})
     cfg = load_config(
-        cfg_path, ["train.iters=100", "data.crop_size=[64,48]", "teacher.checkpoint=t.pth", "method.tau=2", "optim.lr=1"]
+        cfg_path,
+        [
+            "train.iters=100",
+            "data.crop_size=[64,48]",
+            "teacher.checkpoint=t.pth",
+            "method.tau=2",
+            "optim.lr=1",
+        ],
     )
     assert cfg.train.iters == 100
     assert cfg.data.crop_size == [64, 48]
@@ -56,7 +63,9 @@ def test_wrong_type_names_key_and_expected_type() -> None:
 
 def test_teacher_config_is_inlined(tmp_path: Path) -> None:
     write(tmp_path / "teacher.yaml", {"model": {"name": "pspnet", "backbone": "resnet101", "in_channels": 4}})
-    cfg = load_config(write(tmp_path / "s.yaml", {"teacher": {"config": "teacher.yaml", "checkpoint": "t.pth"}}))
+    cfg = load_config(
+        write(tmp_path / "s.yaml", {"teacher": {"config": "teacher.yaml", "checkpoint": "t.pth"}})
+    )
     assert cfg.teacher.model is not None
     assert (cfg.teacher.model.backbone, cfg.teacher.model.in_channels) == ("resnet101", 4)
 
@@ -68,7 +77,9 @@ def test_saved_config_round_trips(tmp_path: Path) -> None:
     assert again.to_dict() == cfg.to_dict()
 
 
-@pytest.mark.parametrize("path", sorted(p for p in CONFIGS.rglob("*.yaml") if "_base_" not in p.parts), ids=str)
+@pytest.mark.parametrize(
+    "path", sorted(p for p in CONFIGS.rglob("*.yaml") if "_base_" not in p.parts), ids=str
+)
 def test_shipped_configs_load(path: Path) -> None:
     cfg = load_config(path)
     assert isinstance(cfg, Config) and cfg.train.iters > 0

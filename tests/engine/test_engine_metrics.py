@@ -12,7 +12,11 @@ def random_split(k: int, seed: int, absent: int | None = None) -> list[tuple[tor
     batches = []
     for _ in range(3):
         target = torch.randint(0, k, (2, 17, 13), generator=g)
-        pred = torch.where(torch.rand(target.shape, generator=g) < 0.6, target, torch.randint(0, k, target.shape, generator=g))
+        pred = torch.where(
+            torch.rand(target.shape, generator=g) < 0.6,
+            target,
+            torch.randint(0, k, target.shape, generator=g),
+        )
         target[torch.rand(target.shape, generator=g) < 0.1] = 255
         if absent is not None:  # a class in neither ground truth nor prediction
             target[target == absent] = 0

@@ -1,0 +1,47 @@
+import pytest
+import torch
+from torch import nn
+
+from ladseg.engine.amp import build_amp
+from ladseg.engine.builders import build_optimizer
+from ladseg.engine.config import config_from_dict
+from ladseg.engine.schedule import PolySchedule
+from ladseg.errors import ConfigError
+from ladseg.models import build_model
+
+
+def test_poly_with_linear_warmup_and_head_multiplier() -> None:
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.student = build_model("fcn", "resnet18", 3, head={"channels": 8})
+
+    cfg = config_from_dict(
+        {"optim": {"lr": 0.1, "head_lr_mult": 10.0, "warmup_iters": 10, "warmup_ratio": 0.1}}
+    )
+    opt = build_optimizer(M(), cfg)
+    backbone, head = opt.param_groups
+    assert len(backbone["params"]) + len(head["params"]) == len(list(M().parameters()))
+    sched = PolySchedule(opt, max_iters=100, power=0.9, warmup_iters=10, warmup_ratio=0.1)
+    assert backbone["lr"] == pytest.approx(0.1 * 0.1) and head["lr"] == pytest.approx(1.0 * 0.1)
+    sched.step(5)
+    assert backbone["lr"] == pytest.approx(0.1 * (1 - 5 / 100) ** 0.9 * (0.1 + 0.9 * 0.5))
+    sched.step(50)
+    assert backbone["lr"] == pytest.approx(0.1 * 0.5**0.9) and head["lr"] == pytest.approx(
+        10 * backbone["lr"]
+    )
+    sched.step(100)
+    assert backbone["lr"] == 0.0
+    restored = PolySchedule(opt, 100, 0.9, 10, 0.1)
+    restored.load_state_dict({"iteration": 50})
+    assert backbone["lr"] == pytest.approx(0.1 * 0.5**0.9)
+
+
+def test_amp_choices_on_cpu() -> None:
+    cpu = torch.device("cpu")
+    assert build_amp("auto", cpu).dtype is None
+    assert build_amp("bf16", cpu).dtype is torch.bfloat16 and not build_amp("bf16", cpu).scaler.is_enabled()
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA"):
+        build_amp("fp16", cpu)
+    with build_amp("bf16", cpu).autocast():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype is torch.bfloat16
