@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from ladseg.models.segmentor import SegOutput, Segmentor
+from ladseg.models.segmentor import Segmentor, SegOutput
 
 
 class TinyBackbone(nn.Module):
@@ -39,7 +39,9 @@ class TinyHead(nn.Module):
         return SegOutput(self.cls(f), f)
 
 
-def make_tiny(in_channels: int = 3, num_classes: int = 3, bn: bool = True, aux: bool = True, width: int = 16) -> Segmentor:
+def make_tiny(
+    in_channels: int = 3, num_classes: int = 3, bn: bool = True, aux: bool = True, width: int = 16
+) -> Segmentor:
     aux_head = nn.Conv2d(8, num_classes, 1) if aux else None
     return Segmentor(TinyBackbone(in_channels, bn), TinyHead(num_classes, width), aux_head, name="tiny")
 
@@ -54,7 +56,9 @@ def toy_batch(n: int = 2, size: int = 16, num_classes: int = 3, seed: int = 0) -
     g = torch.Generator().manual_seed(seed)
     mask = torch.randint(0, num_classes, (n, size // 4, size // 4), generator=g)
     mask = mask.repeat_interleave(4, 1).repeat_interleave(4, 2)
-    image = torch.stack([(mask == c).float() for c in range(3)], 1) + 0.1 * torch.randn(n, 3, size, size, generator=g)
+    image = torch.stack([(mask == c).float() for c in range(3)], 1) + 0.1 * torch.randn(
+        n, 3, size, size, generator=g
+    )
     mask[:, :2, :2] = 255
     return {"image": image, "mask": mask}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import make_tiny, toy_batch
+
 from ladseg.errors import ConfigError
 from ladseg.methods import METHODS, build_method
 

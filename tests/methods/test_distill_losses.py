@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ladseg.errors import ConfigError
-from ladseg.losses import LOSSES, DistillLoss, align_to, build_loss
+from ladseg.losses import LOSSES, DistillLoss, align_to, build_loss, seg_ce
 from ladseg.losses.distill import CONSISTENCY, cwd_loss, logit_mse_loss, pixel_kl_loss
 from ladseg.models.segmentor import SegOutput
 
@@ -73,7 +73,9 @@ def test_registered_losses_align_sizes_and_use_defaults() -> None:
         value.backward()
     cwd = build_loss("cwd", 16, 32, 3)
     assert (cwd.default_weight, cwd.tau) == (3.0, 4.0)
-    assert cwd(student, teacher, mask).item() == pytest.approx(cwd_loss(*align_to(student.logits, teacher.logits), 4.0).item())
+    assert cwd(student, teacher, mask).item() == pytest.approx(
+        cwd_loss(*align_to(student.logits, teacher.logits), 4.0).item()
+    )
     kd = build_loss("kd", 16, 32, 3)
     assert (kd.default_weight, kd.tau) == (1.0, 1.0)
 
@@ -95,3 +97,19 @@ def test_build_loss_errors() -> None:
         build_loss("cwd", 8, 8, 3, temperature=2.0)
     with pytest.raises(ConfigError, match=r"valid: \[\]"):
         build_loss("mse", 8, 8, 3, tau=2.0)
+
+
+def test_seg_ce_is_the_mean_over_labelled_pixels_and_safe_when_none() -> None:
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    mask = torch.randint(0, 3, (2, 8, 8))
+    mask[0, :4] = 255
+    out = SegOutput(logits, logits, aux_logits=2 * logits)
+    ce, aux = seg_ce(out, mask, aux_weight=0.4)
+    up = torch.nn.functional.interpolate(logits, size=(8, 8), mode="bilinear", align_corners=True)
+    assert ce.item() == pytest.approx(
+        torch.nn.functional.cross_entropy(up, mask, ignore_index=255).item(), rel=1e-5
+    )
+    assert aux.item() > 0 and seg_ce(out, mask)[1].item() == 0.0
+    ce_none, _ = seg_ce(out, torch.full((2, 8, 8), 255))
+    assert ce_none.item() == 0.0
+    ce_none.backward()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import make_tiny, toy_batch
+
 from ladseg.errors import ConfigError
 from ladseg.losses.distill import cwd_loss
 from ladseg.methods import build_method
@@ -32,7 +32,9 @@ def test_terms_add_up_with_reference_weights(batch: dict) -> None:
     torch.manual_seed(1)
     out = method(batch)
     assert set(out) == {"loss", "ce", "aux", "kd_cwd"}
-    assert out["loss"].item() == pytest.approx((out["ce"] + 0.02 * out["aux"] + 3.0 * out["kd_cwd"]).item(), rel=1e-6)
+    assert out["loss"].item() == pytest.approx(
+        (out["ce"] + 0.02 * out["aux"] + 3.0 * out["kd_cwd"]).item(), rel=1e-6
+    )
     torch.manual_seed(1)
     t = method.teacher(method.teacher_input(batch))
     s = method.student(batch["image"])
@@ -40,7 +42,9 @@ def test_terms_add_up_with_reference_weights(batch: dict) -> None:
 
 
 def test_teacher_is_frozen_and_outside_the_module_tree(batch: dict) -> None:
-    method = _distill(kd_losses=[{"name": "cwd"}, {"name": "cwd", "target": "features", "weight": 1.0}, {"name": "kd"}])
+    method = _distill(
+        kd_losses=[{"name": "cwd"}, {"name": "cwd", "target": "features", "weight": 1.0}, {"name": "kd"}]
+    )
     teacher = method.teacher
     method.train()
     assert not teacher.training and all(not p.requires_grad for p in teacher.parameters())
@@ -79,10 +83,20 @@ def test_distill_errors() -> None:
     teacher = make_tiny(in_channels=5)
     with pytest.raises(ConfigError, match="3 \\+ 1 = 4"):
         build_method("distill", {}, make_tiny(), 3, teacher=teacher)
-    build_method("distill", {"teacher_label": {"kind": "onehot"}}, make_tiny(), 3, teacher=make_tiny(in_channels=7))
+    build_method(
+        "distill", {"teacher_label": {"kind": "onehot"}}, make_tiny(), 3, teacher=make_tiny(in_channels=7)
+    )
     with pytest.raises(ConfigError, match="unknown loss 'cwdd'; valid"):
-        build_method("distill", {"kd_losses": [{"name": "cwdd"}]}, make_tiny(), 3, teacher=make_tiny(in_channels=4))
+        build_method(
+            "distill", {"kd_losses": [{"name": "cwdd"}]}, make_tiny(), 3, teacher=make_tiny(in_channels=4)
+        )
     with pytest.raises(ConfigError, match=r"kd_losses\[0\]"):
-        build_method("distill", {"kd_losses": [{"name": "cwd", "temp": 2}]}, make_tiny(), 3, teacher=make_tiny(in_channels=4))
+        build_method(
+            "distill",
+            {"kd_losses": [{"name": "cwd", "temp": 2}]},
+            make_tiny(),
+            3,
+            teacher=make_tiny(in_channels=4),
+        )
     with pytest.raises(ConfigError, match="3 image channels"):
         build_method("distill", {}, make_tiny(in_channels=4), 3, teacher=make_tiny(in_channels=4))

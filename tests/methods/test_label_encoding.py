@@ -21,7 +21,11 @@ from ladseg.methods.label_encoding import (
 
 def _mask(n: int = 2, k: int = 4, size: int = 32, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    m = torch.randint(0, k, (n, size // 8, size // 8), generator=g).repeat_interleave(8, 1).repeat_interleave(8, 2)
+    m = (
+        torch.randint(0, k, (n, size // 8, size // 8), generator=g)
+        .repeat_interleave(8, 1)
+        .repeat_interleave(8, 2)
+    )
     m[:, :8, :8] = 255
     return m
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import make_tiny, toy_batch
+
 from ladseg.errors import ConfigError
-from ladseg.methods import build_method
 from ladseg.losses.distill import cwd_loss
+from ladseg.methods import build_method
 from ladseg.methods.label_encoding import fixed_codes
 from ladseg.models.segmentor import resize_logits
 
@@ -39,7 +39,9 @@ def test_consistency_is_stop_gradient_both_ways(batch: dict) -> None:
     e1, e2 = method.encoder(batch["mask"]), method.encoder(batch["mask"])
     o1 = method.student(torch.cat([batch["image"], e1], 1))
     o2 = method.student(torch.cat([batch["image"], e2], 1))
-    ce = sum(F.cross_entropy(resize_logits(o.logits, (16, 16)), batch["mask"], ignore_index=255) for o in (o1, o2))
+    ce = sum(
+        F.cross_entropy(resize_logits(o.logits, (16, 16)), batch["mask"], ignore_index=255) for o in (o1, o2)
+    )
     sg = cwd_loss(o1.logits, o2.logits.detach(), 4.0) + cwd_loss(o2.logits, o1.logits.detach(), 4.0)
     no_sg = cwd_loss(o1.logits, o2.logits, 4.0) + cwd_loss(o2.logits, o1.logits, 4.0)
     assert sg.item() == pytest.approx(out["consistency"].item(), rel=1e-5)
@@ -110,7 +112,9 @@ def test_bad_configs() -> None:
     with pytest.raises(ConfigError, match="in_channels: 4"):
         build_method("lad_teacher", {}, make_tiny(in_channels=3), 3)
     with pytest.raises(ConfigError, match="in_channels: 8"):
-        build_method("lad_teacher", {"encoder": {"kind": "onehot"}}, make_tiny(in_channels=4, num_classes=4), 4)
+        build_method(
+            "lad_teacher", {"encoder": {"kind": "onehot"}}, make_tiny(in_channels=4, num_classes=4), 4
+        )
     build_method("lad_teacher", {"encoder": {"kind": "onehot"}}, make_tiny(in_channels=7, num_classes=3), 3)
     with pytest.raises(ConfigError, match="consistency"):
         _teacher(consistency="l1")

@@ -38,6 +38,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A GPU out-of-memory (``torch.OutOfMemoryError``) or the CPU allocator's failure."""
+    import torch
+
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+
+
+def out_of_memory_error(exc: BaseException, what: str, hint: str) -> LadsegError:
+    """The user error that replaces an out-of-memory crash: what ran out, and what to lower."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return LadsegError(f"out of memory during {what} ({first}); {hint}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -56,6 +56,7 @@ def apply_inference_args(cfg: Any, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ladseg.cli import is_out_of_memory, out_of_memory_error
     from ladseg.engine.builders import build_loader_for, build_split, method_class, resolve_device
     from ladseg.engine.checkpoint import build_model_from_checkpoint
     from ladseg.engine.config import load_config
@@ -84,12 +85,24 @@ def run(args: argparse.Namespace) -> int:
         network, input_fn = method.eval_model(), method.inference_input
     network.to(device)
     e = cfg.eval
-    metrics = evaluate(
-        network, build_loader_for(cfg, dataset, train=False), model.num_classes, mode=e.mode,
-        crop_size=e.crop_size or cfg.data.crop_size, stride=e.stride, scales=e.scales, flip=e.flip,
-        scale_mode=e.scale_mode, input_fn=input_fn, device=device,
-        class_names=list(dataset.classes) or meta.get("class_names"),
-    )  # fmt: skip
+    try:
+        metrics = evaluate(
+            network, build_loader_for(cfg, dataset, train=False), model.num_classes, mode=e.mode,
+            crop_size=e.crop_size or cfg.data.crop_size, stride=e.stride, scales=e.scales, flip=e.flip,
+            scale_mode=e.scale_mode, input_fn=input_fn, device=device,
+            class_names=list(dataset.classes) or meta.get("class_names"),
+        )  # fmt: skip
+    except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+        if not is_out_of_memory(exc):
+            raise
+        crop = e.crop_size or cfg.data.crop_size
+        raise out_of_memory_error(
+            exc,
+            "evaluation",
+            f"this run used eval.batch_size={e.batch_size}, mode {e.mode!r} and window {list(crop)} "
+            "(eval.crop_size, default data.crop_size): use eval.batch_size=1, sliding-window inference "
+            "(--mode slide --crop-size H W) or a smaller data.crop_size",
+        ) from exc
     desc = e.mode + (f" scales={e.scales}" if e.mode == "multiscale" else "") + (" +flip" if e.flip else "")
     print(
         f"{args.checkpoint} on {cfg.data.dataset}/{args.split or cfg.data.val_split} ({len(dataset)} images, {desc})"

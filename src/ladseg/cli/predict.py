@@ -47,6 +47,7 @@ def list_images(path: Path) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ladseg.cli import is_out_of_memory, out_of_memory_error
     from ladseg.data.base import colorize, read_image
     from ladseg.data.classes import bit_palette
     from ladseg.data.transforms import build_transforms
@@ -78,8 +79,16 @@ def run(args: argparse.Namespace) -> int:
     for path in images:
         rgb = read_image(path)
         x = transform({"image": rgb})["image"].unsqueeze(0).to(device)
-        with torch.no_grad():
-            pred = infer(model, x, mode, **kwargs).argmax(1)[0].to("cpu", torch.uint8).numpy()
+        try:
+            with torch.no_grad():
+                pred = infer(model, x, mode, **kwargs).argmax(1)[0].to("cpu", torch.uint8).numpy()
+        except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+            if not is_out_of_memory(exc):
+                raise
+            raise out_of_memory_error(
+                exc, f"prediction of {path} ({rgb.shape[1]}x{rgb.shape[0]})",
+                "use sliding-window inference (--mode slide --crop-size H W) or fewer --scales",
+            ) from exc
         mask = Image.frombytes("P", (pred.shape[1], pred.shape[0]), np.ascontiguousarray(pred).tobytes())
         flat = np.zeros((256, 3), dtype=np.uint8)
         flat[: len(palette)] = palette[:256]

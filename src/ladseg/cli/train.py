@@ -21,11 +21,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ladseg.cli import is_out_of_memory, out_of_memory_error
     from ladseg.engine.config import load_config
     from ladseg.engine.trainer import train
 
     cfg = load_config(args.config, args.overrides)
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+        if not is_out_of_memory(exc):
+            raise
+        d = cfg.data
+        smaller = [max(32, c // 2 // 32 * 32) for c in d.crop_size]
+        raise out_of_memory_error(
+            exc,
+            "training",
+            f"this run used data.batch_size={d.batch_size} and data.crop_size={list(d.crop_size)}: "
+            f"lower them, e.g. data.batch_size={max(1, d.batch_size // 2)} or "
+            f"data.crop_size=[{smaller[0]},{smaller[1]}] (train.amp=bf16 also saves memory); "
+            f"a run folder with last.pth resumes from it",
+        ) from exc
     summary = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}
     print(json.dumps(summary, indent=2))
     print(f"run folder: {result['work_dir']}")

@@ -220,6 +220,8 @@ class FolderDataset(SegDataset):
 
     def __init__(self, root: str | Path, split: str, transform: Callable | None = None) -> None:
         self.root = Path(root).expanduser()
+        if not self.root.is_dir():  # say the root is missing, not merely its classes.txt
+            self.missing(self.root, "dataset root folder")
         self.classes, self.palette = read_class_files(self.root, self.layout)
         super().__init__(root, split, transform)
 

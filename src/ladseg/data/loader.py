@@ -8,13 +8,50 @@ uses DistributedSampler without dropping, which pads the last shard with repeate
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from ladseg.errors import DatasetError
+from ladseg.errors import DatasetError, LadsegError
+
+_WORKER_PREFIX = "Caught "  # how torch's ExceptionWrapper starts a re-raised worker error
+
+
+def worker_error_message(exc: LadsegError) -> str:
+    """The original message of a user error re-raised from a DataLoader worker.
+
+    PyTorch re-raises a worker's exception as ``type(exc)("Caught ... Original Traceback ...")``,
+    so the message would carry the worker's whole traceback; keep only the text after the
+    final ``module.Class: `` line, i.e. what the dataset said.
+    """
+    text = str(exc)
+    if not text.startswith(_WORKER_PREFIX) or "Original Traceback" not in text:
+        return text
+    cls = type(exc)
+    marker = f"{cls.__module__}.{cls.__qualname__}: "
+    at = text.rfind("\n" + marker)
+    return text[at + 1 + len(marker) :].rstrip("\n") if at >= 0 else text
+
+
+class SegLoader(DataLoader):
+    """A DataLoader whose worker-raised :class:`LadsegError` keeps its one clean message."""
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        it = super().__iter__()
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except LadsegError as exc:
+                clean = worker_error_message(exc)
+                if clean == str(exc):
+                    raise
+                raise type(exc)(clean) from exc
+            yield batch
 
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
@@ -62,7 +99,7 @@ def build_loader(
         )
     generator = torch.Generator().manual_seed(seed)
     sampler = DistributedSampler(dataset, shuffle=train, seed=seed, drop_last=train) if distributed else None
-    return DataLoader(
+    return SegLoader(
         dataset,
         batch_size=batch_size,
         shuffle=train and sampler is None,

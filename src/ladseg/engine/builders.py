@@ -13,7 +13,8 @@ from torch import nn
 
 from ladseg.engine.checkpoint import build_model_from_checkpoint, load_weights_into
 from ladseg.engine.config import Config, ModelConfig
-from ladseg.errors import ConfigError
+from ladseg.engine.dist import per_process_batch, shard_indices, world_size
+from ladseg.errors import ConfigError, DatasetError
 from ladseg.methods.base import Method
 from ladseg.models import Segmentor, build_model
 
@@ -46,10 +47,32 @@ def build_split(cfg: Config, split: str, train: bool) -> Any:
 
 
 def build_loader_for(cfg: Config, dataset: Any, train: bool, seed: int = 0) -> Any:
+    """The loader of one process.
+
+    Under a process group, training splits the global ``data.batch_size`` over the processes and
+    shuffles with a DistributedSampler seeded with ``seed``; evaluation reads this rank's unpadded
+    shard (:func:`~ladseg.engine.dist.shard_indices`), so the reduced metrics count each image once.
+    ``eval.batch_size`` is per process.
+    """
+    from torch.utils.data import Subset
+
     from ladseg.data import build_loader
 
-    batch_size = cfg.data.batch_size if train else cfg.eval.batch_size
-    return build_loader(dataset, batch_size, train, num_workers=cfg.data.num_workers, seed=seed)
+    workers = cfg.data.num_workers
+    if world_size() == 1:
+        batch_size = cfg.data.batch_size if train else cfg.eval.batch_size
+        return build_loader(dataset, batch_size, train, num_workers=workers, seed=seed)
+    if train:
+        batch = per_process_batch(cfg.data.batch_size)
+        per_rank = len(dataset) // world_size()
+        if per_rank < batch:
+            raise DatasetError(
+                f"the training set has {len(dataset)} items: {per_rank} per process, fewer than one "
+                f"per-process batch of {batch} (data.batch_size={cfg.data.batch_size} over {world_size()} processes)"
+            )
+        return build_loader(dataset, batch, True, num_workers=workers, seed=seed, distributed=True)
+    shard = Subset(dataset, shard_indices(len(dataset)))
+    return build_loader(shard, cfg.eval.batch_size, False, num_workers=workers, seed=seed)
 
 
 def dataset_num_classes(cfg: Config, dataset: Any) -> int:

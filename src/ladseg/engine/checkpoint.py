@@ -15,8 +15,10 @@ last good checkpoint. Checkpoints of the reference code (CIRKD/LAD) are imported
 
 from __future__ import annotations
 
+import glob
 import os
 import pickle
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,9 +34,16 @@ REFERENCE_META = {"normalize": "reference_bgr", "class_names": None, "palette": 
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` atomically; an existing file at ``path`` becomes ``path.prev``."""
+    """Write ``payload`` atomically; an existing file at ``path`` becomes ``path.prev``.
+
+    At every instant ``path`` holds a complete checkpoint (the old one until the new one is
+    renamed over it): the previous file is hard-linked (or copied) to ``.prev`` first instead of
+    being moved away, so a SIGKILL between the two renames cannot leave a run without
+    ``last.pth``. Temporary files left by a killed writer are removed by the next save.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -42,13 +51,51 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         if path.exists():
-            os.replace(path, path.with_name(path.name + ".prev"))
+            _keep_previous(path)
         os.replace(tmp_name, path)
+        _fsync_dir(path.parent)
     except BaseException:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
         raise
     return path
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Delete the temporary files a killed :func:`save_checkpoint` of ``path`` left behind."""
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
+
+
+def _keep_previous(path: Path) -> None:
+    """``path`` -> ``path.prev`` without ever removing ``path`` (hard link, or a copy)."""
+    prev = path.with_name(path.name + ".prev")
+    if prev.exists() and os.path.samefile(path, prev):
+        return  # a save killed before its last rename already linked them
+    staged = path.with_name(f".{path.name}.prev.{os.getpid()}.tmp")
+    staged.unlink(missing_ok=True)
+    try:
+        os.link(path, staged)
+    except OSError:  # a file system without hard links
+        shutil.copy2(path, staged)
+    os.replace(staged, prev)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the renames durable (a no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -64,7 +111,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"(weights_only=True failed: {str(exc).splitlines()[0]}); expected plain tensors and data"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
+        prev = path.with_name(path.name + ".prev")
+        hint = f"; the previous checkpoint {prev} may still be good" if prev.is_file() else ""
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc}){hint}") from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: expected a mapping at the top level, got {type(payload).__name__}")
     return payload
@@ -83,6 +132,19 @@ def _spec_diff(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
     ]
 
 
+def check_model_spec(model: nn.Module, spec: dict[str, Any] | None, source: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointError` naming each spec field (name, backbone, num_classes, ...)
+    where the checkpoint's saved ``spec`` differs from ``model.spec``; no-op when either is absent.
+
+    Call it before ``load_state_dict`` (e.g. on resume) so the user reads "num_classes:
+    checkpoint 21 vs model 19" instead of a list of tensor shape mismatches."""
+    model_spec = getattr(model, "spec", None)
+    if spec is not None and model_spec is not None:
+        diff = _spec_diff(spec, model_spec)
+        if diff:
+            raise CheckpointError(f"{source} was saved for another model: " + "; ".join(diff))
+
+
 def load_model_weights(
     model: nn.Module,
     state_dict: dict[str, torch.Tensor],
@@ -90,11 +152,7 @@ def load_model_weights(
     source: str = "checkpoint",
 ) -> None:
     """Load ``state_dict`` strictly, explaining a mismatch (architecture, class count, first keys)."""
-    model_spec = getattr(model, "spec", None)
-    if spec is not None and model_spec is not None:
-        diff = _spec_diff(spec, model_spec)
-        if diff:
-            raise CheckpointError(f"{source} was saved for another model: " + "; ".join(diff))
+    check_model_spec(model, spec, source)
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]

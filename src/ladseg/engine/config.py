@@ -91,6 +91,10 @@ class TrainConfig:
     init_checkpoint: str | None = None  # start the student from trained weights (fine-tuning)
     tensorboard: bool = False
     resume: bool = True  # continue from work_dir/last.pth when present
+    # Multi-process runs (torchrun): SyncBatchNorm on the trained modules; None = on for CUDA,
+    # off on CPU (PyTorch's SyncBatchNorm needs a GPU). DDP's find_unused_parameters.
+    sync_bn: bool | None = None
+    find_unused_parameters: bool = False
 
 
 @dataclass

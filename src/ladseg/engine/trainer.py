@@ -8,8 +8,13 @@ method, SGD with a poly schedule, then runs an iteration-based loop::
         every val_interval:        evaluate(method.eval_model()) -> best.pth on a new best mIoU
         every checkpoint_interval: last.pth (model + meta + resume state)
 
-``self.module`` is what the loop calls (the method; a DDP wrapper later), writes go through
-:func:`ladseg.engine.dist.is_main_process` and metric reductions through ``all_reduce_sum``.
+``self.module`` is what the loop calls: the method, or DistributedDataParallel around it when
+launched by torchrun (``WORLD_SIZE > 1``; see :mod:`ladseg.engine.dist`). Under a process group
+the global ``data.batch_size`` is split over the processes, training data comes from a
+DistributedSampler, the student's BatchNorm becomes SyncBatchNorm (``train.sync_bn``; CUDA only),
+each rank draws its own augmentation and label-code randomness (seed + rank), validation runs on
+unpadded shards with the confusion matrix summed over ranks, and only rank 0 writes files.
+The frozen teacher lives outside the method's module tree, so it never enters DDP.
 A run folder holding ``last.pth`` is resumed (iteration, optimiser, schedule, RNG states; the
 data order restarts at the current epoch's beginning).
 """
@@ -23,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ladseg.engine.amp import build_amp
@@ -40,13 +46,22 @@ from ladseg.engine.builders import (
 )
 from ladseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from ladseg.engine.config import Config, save_config
-from ladseg.engine.dist import is_main_process
+from ladseg.engine.dist import (
+    all_reduce_mean,
+    all_true,
+    broadcast_buffers,
+    destroy_distributed,
+    init_distributed,
+    is_main_process,
+    rank,
+    world_size,
+)
 from ladseg.engine.evaluation import evaluate, move_batch
 from ladseg.engine.logging import RunLogger
 from ladseg.engine.metrics import SegMetrics
 from ladseg.engine.rng import get_rng_state, seed_everything, set_rng_state
 from ladseg.engine.schedule import PolySchedule
-from ladseg.errors import CheckpointError, LadsegError
+from ladseg.errors import CheckpointError, ConfigError, LadsegError
 
 
 class Trainer:
@@ -55,14 +70,22 @@ class Trainer:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.work_dir = Path(cfg.run.work_dir or Path("work_dirs") / (cfg.run.name or "run"))
-        self.device = resolve_device(cfg.run.device)
+        self.device, self.owns_process_group = init_distributed(resolve_device(cfg.run.device))
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self) -> None:
+        cfg = self.cfg
         torch.backends.cudnn.benchmark = self.device.type == "cuda"  # fixed crop sizes: pick fast kernels
-        seed_everything(cfg.run.seed)
+        seed_everything(cfg.run.seed)  # the same initial networks on every rank
         self.train_set = build_split(cfg, cfg.data.train_split, train=True)
         self.val_set = build_split(cfg, cfg.data.val_split, train=False)
         self.num_classes = dataset_num_classes(cfg, self.train_set)
         self.method = self._build_method()
-        self.module = self.method  # the one place a DDP wrapper will go
+        self.module: nn.Module = self._wrap_ddp(self.method)
         self.optimizer = build_optimizer(self.method, cfg)
         o = cfg.optim
         self.schedule = PolySchedule(
@@ -72,6 +95,14 @@ class Trainer:
         self.iteration = 0
         self.best_miou = -math.inf
         self.last_metrics: dict[str, Any] = {}
+        if world_size() > 1:
+            seed_everything(cfg.run.seed + rank())  # per-rank crops, flips and label codes
+
+    def close(self) -> None:
+        """Leave the process group this trainer joined (no-op for single-process runs)."""
+        if self.owns_process_group:
+            destroy_distributed()
+            self.owns_process_group = False
 
     # -- construction ----------------------------------------------------------------------
     def _build_method(self) -> Any:
@@ -88,14 +119,39 @@ class Trainer:
             method.to(memory_format=torch.channels_last)
             if method.teacher is not None:
                 method.teacher.to(memory_format=torch.channels_last)
+        if world_size() > 1 and self._sync_bn():
+            nn.SyncBatchNorm.convert_sync_batchnorm(method)  # in place; the teacher is not in the tree
         if cfg.train.compile:
             method.student.compile()  # in place: state_dict keys stay unchanged
         return method
 
+    def _sync_bn(self) -> bool:
+        sync = self.cfg.train.sync_bn
+        if sync is None:
+            return self.device.type == "cuda"
+        if sync and self.device.type != "cuda":
+            raise ConfigError(
+                "train.sync_bn=true needs CUDA devices (PyTorch's SyncBatchNorm has no CPU/gloo kernel); "
+                "leave it null (auto) or set false for multi-process CPU runs"
+            )
+        return sync
+
+    def _wrap_ddp(self, method: nn.Module) -> nn.Module:
+        """DistributedDataParallel around the method (rank 0's weights are broadcast at wrap time)."""
+        if world_size() == 1:
+            return method
+        return DistributedDataParallel(
+            method,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=self.cfg.train.find_unused_parameters,
+        )
+
     def _batches(self) -> Iterator[dict[str, Any]]:
         """Endless batches; epoch e's loader is seeded with seed + e, so the order is reproducible.
 
-        On resume the data restarts at the beginning of the current epoch.
+        On resume the data restarts at the beginning of the current epoch. Under a process
+        group each epoch's DistributedSampler is seeded the same way on every rank, so the ranks
+        read disjoint parts of one permutation.
         """
         seed = self.cfg.run.seed
         steps = max(1, len(build_loader_for(self.cfg, self.train_set, train=True, seed=seed)))
@@ -113,7 +169,7 @@ class Trainer:
         with self.amp.autocast():
             terms = self.module(batch)
         loss = terms["loss"]
-        if not bool(torch.isfinite(loss.detach())):
+        if not all_true(bool(torch.isfinite(loss.detach())), self.device):  # every rank stops together
             values = {k: float(v.detach().float()) for k, v in terms.items()}
             last = self.work_dir / "last.pth"
             kept = (
@@ -134,6 +190,7 @@ class Trainer:
     # -- validation and checkpoints --------------------------------------------------------
     def validate(self) -> SegMetrics:
         e, d = self.cfg.eval, self.cfg.data
+        broadcast_buffers(self.method)  # every shard evaluates rank 0's network (the one it saves)
         loader = build_loader_for(self.cfg, self.val_set, train=False)
         return evaluate(
             self.method.eval_model(), loader, self.num_classes, mode=e.mode,
@@ -185,6 +242,8 @@ class Trainer:
         self.best_miou = float(state.get("best_miou", -math.inf))
         self.last_metrics = dict(payload["meta"].get("metrics") or {})
         set_rng_state(state["rng"])
+        if world_size() > 1:  # only rank 0's RNG was saved: give each rank its own stream again
+            seed_everything(self.cfg.run.seed + rank() + world_size() * self.iteration)
 
     # -- the loop --------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -194,7 +253,8 @@ class Trainer:
         last = self.work_dir / "last.pth"
         if self.cfg.train.resume and last.is_file():
             self.resume(last)
-            print(f"resumed {last} at iteration {self.iteration}")
+            if is_main_process():
+                print(f"resumed {last} at iteration {self.iteration}")
 
     def _run_validation(self, logger: RunLogger) -> None:
         metrics = self.validate()
@@ -231,7 +291,9 @@ class Trainer:
                 bar.update(1)
                 i = self.iteration
                 if i % t.log_interval == 0 or i == t.iters:
-                    values = {k: float(v) / count for k, v in sums.items()}
+                    keys = list(sums)
+                    means = all_reduce_mean(torch.stack([sums[k] for k in keys]) / count)  # over ranks
+                    values = dict(zip(keys, means.tolist(), strict=True))
                     bar.set_postfix(loss=f"{values['loss']:.4f}")
                     logger.log(
                         "train",
@@ -259,5 +321,12 @@ class Trainer:
 
 
 def train(cfg: Config) -> dict[str, Any]:
-    """Build and run one training run from a config; returns the final metrics (percent)."""
-    return Trainer(cfg).fit()
+    """Build and run one training run from a config; returns the final metrics (percent).
+
+    Under torchrun every process calls this; the process group is left at the end.
+    """
+    trainer = Trainer(cfg)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()

@@ -29,7 +29,9 @@ def _accepted(cls: type[DistillLoss]) -> set[str] | None:
     return {p.name for p in params} - {"self", "student_channels", "teacher_channels", "num_classes"}
 
 
-def build_loss(name: str, student_channels: int, teacher_channels: int, num_classes: int, **params: Any) -> DistillLoss:
+def build_loss(
+    name: str, student_channels: int, teacher_channels: int, num_classes: int, **params: Any
+) -> DistillLoss:
     """Build a registered distillation loss; an unknown name or parameter is a :class:`ConfigError`."""
     try:
         cls = LOSSES.get(name)

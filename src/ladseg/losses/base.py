@@ -48,16 +48,22 @@ def align_to(student: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
     return student, resize_logits(teacher, student.shape[-2:])
 
 
-def seg_ce(out: SegOutput, mask: Tensor, ignore_index: int = 255, aux_weight: float = 0.0) -> tuple[Tensor, Tensor]:
+def seg_ce(
+    out: SegOutput, mask: Tensor, ignore_index: int = 255, aux_weight: float = 0.0
+) -> tuple[Tensor, Tensor]:
     """Cross-entropy of the main logits and of the auxiliary logits (0 when absent), logits up-sampled to the mask.
 
     Returns ``(ce, aux_ce)`` unweighted; ``aux_weight`` only decides whether the aux term is
-    computed at all (0 skips it), the caller applies the weight.
+    computed at all (0 skips it), the caller applies the weight. The mean runs over labelled
+    pixels; a batch with none (e.g. a crop of pure padding) gives 0 instead of NaN.
     """
     size = mask.shape[-2:]
-    ce = F.cross_entropy(resize_logits(out.logits, size), mask, ignore_index=ignore_index)
-    if aux_weight and out.aux_logits is not None:
-        aux = F.cross_entropy(resize_logits(out.aux_logits, size), mask, ignore_index=ignore_index)
-    else:
-        aux = ce.new_zeros(())
+    count = (mask != ignore_index).sum().clamp_min(1)
+
+    def ce_of(logits: Tensor) -> Tensor:
+        logits = resize_logits(logits, size)
+        return F.cross_entropy(logits, mask, ignore_index=ignore_index, reduction="sum") / count
+
+    ce = ce_of(out.logits)
+    aux = ce_of(out.aux_logits) if aux_weight and out.aux_logits is not None else ce.new_zeros(())
     return ce, aux

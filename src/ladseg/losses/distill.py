@@ -71,7 +71,12 @@ class CWDLoss(_LogitLoss):
     default_weight: ClassVar[float] = 3.0
 
     def __init__(
-        self, student_channels: int, teacher_channels: int, num_classes: int, tau: float = 4.0, target: str = "logits"
+        self,
+        student_channels: int,
+        teacher_channels: int,
+        num_classes: int,
+        tau: float = 4.0,
+        target: str = "logits",
     ) -> None:
         super().__init__(student_channels, teacher_channels, num_classes)
         if target not in ("logits", "features"):

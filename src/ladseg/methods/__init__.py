@@ -38,10 +38,14 @@ def build_method(
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"method {name!r}: {exc}") from exc
     if student.num_classes != num_classes:
-        raise ConfigError(f"the model predicts {student.num_classes} classes but the dataset has {num_classes}")
+        raise ConfigError(
+            f"the model predicts {student.num_classes} classes but the dataset has {num_classes}"
+        )
     if cls.needs_teacher:
         if teacher is None:
-            raise ConfigError(f"method {name!r} needs a teacher: set teacher.config (or teacher.model) and teacher.checkpoint")
+            raise ConfigError(
+                f"method {name!r} needs a teacher: set teacher.config (or teacher.model) and teacher.checkpoint"
+            )
         if teacher.num_classes != student.num_classes:
             raise ConfigError(
                 f"teacher and student disagree on the classes: teacher {teacher.num_classes}, student {student.num_classes}"
@@ -53,8 +57,6 @@ def build_method(
 
 
 # Importing the method modules fills the registry.
-from ladseg.methods import supervised  # noqa: E402,F401
-from ladseg.methods import lad_teacher  # noqa: E402,F401
-from ladseg.methods import distill  # noqa: E402,F401
+from ladseg.methods import distill, lad_teacher, supervised  # noqa: E402,F401
 
 __all__ = ["METHODS", "Batch", "Method", "MethodParams", "build_method"]

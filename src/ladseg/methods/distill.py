@@ -29,7 +29,7 @@ from ladseg.methods import METHODS
 from ladseg.methods.base import Batch, Method, MethodParams
 from ladseg.methods.label_encoding import EncoderParams, LabelEncoder
 from ladseg.methods.lad_teacher import check_label_input
-from ladseg.models.segmentor import SegOutput, Segmentor
+from ladseg.models.segmentor import Segmentor, SegOutput
 
 
 def _default_kd_losses() -> list[dict[str, Any]]:
@@ -71,10 +71,14 @@ class Distill(Method):
     Params = DistillParams
     needs_teacher = True
 
-    def __init__(self, student: Segmentor, params: DistillParams, num_classes: int, ignore_index: int = 255) -> None:
+    def __init__(
+        self, student: Segmentor, params: DistillParams, num_classes: int, ignore_index: int = 255
+    ) -> None:
         super().__init__(student, params, num_classes, ignore_index)
         if student.in_channels != 3:
-            raise ConfigError(f"the distillation student must read 3 image channels, got in_channels={student.in_channels}")
+            raise ConfigError(
+                f"the distillation student must read 3 image channels, got in_channels={student.in_channels}"
+            )
         enc = EncoderParams.from_dict(params.teacher_label, where="method.teacher_label", noise=0.02)
         self.teacher_encoder = LabelEncoder(enc, num_classes, ignore_index)
         self.kd_losses = nn.ModuleList()
@@ -84,12 +88,16 @@ class Distill(Method):
             if not isinstance(spec, dict) or "name" not in spec:
                 raise ConfigError(f"method.kd_losses[{i}]: expected a mapping with a 'name', got {spec!r}")
             if spec["name"] not in LOSSES:
-                raise ConfigError(f"method.kd_losses[{i}]: unknown loss {spec['name']!r}; valid: {LOSSES.names()}")
+                raise ConfigError(
+                    f"method.kd_losses[{i}]: unknown loss {spec['name']!r}; valid: {LOSSES.names()}"
+                )
 
     def set_teacher(self, teacher: Segmentor) -> None:
         """Attach the frozen teacher, check it fits, and build the losses (adapters need its widths)."""
         if teacher.num_classes != self.num_classes:
-            raise ConfigError(f"teacher predicts {teacher.num_classes} classes, the student {self.num_classes}")
+            raise ConfigError(
+                f"teacher predicts {teacher.num_classes} classes, the student {self.num_classes}"
+            )
         if teacher.in_channels > 3:
             check_label_input(teacher, self.teacher_encoder, "the label-assisted teacher")
         super().set_teacher(teacher)
@@ -101,7 +109,9 @@ class Distill(Method):
         for i, spec in enumerate(p.kd_losses):
             kwargs = {k: v for k, v in spec.items() if k not in ("name", "weight")}
             try:
-                loss: DistillLoss = build_loss(spec["name"], student_channels, teacher_channels, self.num_classes, **kwargs)
+                loss: DistillLoss = build_loss(
+                    spec["name"], student_channels, teacher_channels, self.num_classes, **kwargs
+                )
             except (ConfigError, TypeError, ValueError) as exc:
                 raise ConfigError(f"method.kd_losses[{i}] ({spec['name']}): {exc}") from exc
             ref = next(self.student.parameters())
@@ -121,7 +131,9 @@ class Distill(Method):
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         teacher = self.teacher
         if teacher is None:
-            raise RuntimeError("distill: no teacher attached (call set_teacher or build_method(..., teacher=...))")
+            raise RuntimeError(
+                "distill: no teacher attached (call set_teacher or build_method(..., teacher=...))"
+            )
         p: DistillParams = self.params  # type: ignore[assignment]
         y = batch["mask"]
         with torch.no_grad():

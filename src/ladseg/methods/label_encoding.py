@@ -107,7 +107,9 @@ class EncoderParams:
     corruption: CorruptionParams = field(default_factory=CorruptionParams)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any] | EncoderParams | None, where: str = "encoder", **defaults: Any) -> EncoderParams:
+    def from_dict(
+        cls, raw: dict[str, Any] | EncoderParams | None, where: str = "encoder", **defaults: Any
+    ) -> EncoderParams:
         """Typed params from a config mapping; an unknown key or kind is a :class:`ConfigError`."""
         if isinstance(raw, EncoderParams):
             return raw
@@ -117,7 +119,9 @@ class EncoderParams:
         _check_keys(CorruptionParams, corruption, f"{where}.corruption")
         params = cls(**raw, corruption=CorruptionParams(**corruption))
         if params.kind not in ENCODINGS:
-            raise ConfigError(f"{where}.kind: unknown label encoding {params.kind!r}; valid: {ENCODINGS.names()}")
+            raise ConfigError(
+                f"{where}.kind: unknown label encoding {params.kind!r}; valid: {ENCODINGS.names()}"
+            )
         if params.noise < 0:
             raise ConfigError(f"{where}.noise must be >= 0, got {params.noise}")
         return params
@@ -137,7 +141,9 @@ def resolve_scale(scale: float | str) -> float:
     try:  # the data package owns the normalisations
         from ladseg.data.transforms import NORMALIZATIONS
     except ImportError as exc:  # pragma: no cover - data package absent
-        raise ConfigError(f"label scale {scale!r} needs ladseg.data.transforms.NORMALIZATIONS ({exc})") from exc
+        raise ConfigError(
+            f"label scale {scale!r} needs ladseg.data.transforms.NORMALIZATIONS ({exc})"
+        ) from exc
     if scale not in NORMALIZATIONS:
         raise ConfigError(f"label scale {scale!r}: not a normalisation name; valid: {sorted(NORMALIZATIONS)}")
     return float(NORMALIZATIONS[scale].label_scale)

@@ -29,7 +29,7 @@ from ladseg.losses.distill import CONSISTENCY
 from ladseg.methods import METHODS
 from ladseg.methods.base import Batch, Method, MethodParams
 from ladseg.methods.label_encoding import EncoderParams, LabelEncoder
-from ladseg.models.segmentor import SegOutput, Segmentor
+from ladseg.models.segmentor import Segmentor, SegOutput
 
 EVAL_LABELS = ("fixed", "random", "none")
 
@@ -86,10 +86,14 @@ class LADTeacher(Method):
     #: validation can also run without the label (``inference_input_without_label``).
     label_input: ClassVar[bool] = True
 
-    def __init__(self, student: Segmentor, params: LADTeacherParams, num_classes: int, ignore_index: int = 255) -> None:
+    def __init__(
+        self, student: Segmentor, params: LADTeacherParams, num_classes: int, ignore_index: int = 255
+    ) -> None:
         super().__init__(student, params, num_classes, ignore_index)
         if params.consistency not in CONSISTENCY:
-            raise ConfigError(f"method.consistency: unknown {params.consistency!r}; valid: {sorted(CONSISTENCY)}")
+            raise ConfigError(
+                f"method.consistency: unknown {params.consistency!r}; valid: {sorted(CONSISTENCY)}"
+            )
         if params.eval_label not in EVAL_LABELS:
             raise ConfigError(f"method.eval_label: expected one of {EVAL_LABELS}, got {params.eval_label!r}")
         if params.tau <= 0:

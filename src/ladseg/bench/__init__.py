@@ -1,0 +1,200 @@
+"""Speed benchmark (``python -m ladseg.bench`` / ``ladseg bench``): driver, Markdown report, arguments.
+
+What is measured and how: :mod:`ladseg.bench.measure`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from ladseg.bench.measure import (
+    STEPS,
+    TARGETS,
+    BenchReport,
+    StepResult,
+    bench_encoder,
+    bench_eval,
+    bench_steps,
+    build_step,
+    peak_memory,
+    reference_loop_encode,
+    synthetic_batch,
+)
+from ladseg.errors import ConfigError
+
+__all__ = [
+    "STEPS",
+    "TARGETS",
+    "BenchReport",
+    "StepResult",
+    "add_arguments",
+    "build_step",
+    "main",
+    "peak_memory",
+    "reference_loop_encode",
+    "run",
+    "run_bench",
+    "synthetic_batch",
+    "to_markdown",
+]
+
+
+# -- driver and report -----------------------------------------------------------------------
+def run_bench(args: argparse.Namespace) -> BenchReport:
+    from ladseg.engine.builders import resolve_device
+
+    device = resolve_device(args.device)
+    if args.amp_mode == "auto":
+        args.amp_mode = "bf16" if device.type == "cpu" or torch.cuda.is_bf16_supported() else "fp16"
+    if args.amp_mode == "fp16" and device.type != "cuda":
+        raise ConfigError("--amp-dtype fp16 needs CUDA; use bf16 on the CPU")
+    variants = ["baseline"] + [v for v, on in (("channels_last", args.channels_last), ("amp", args.amp),
+                                                ("compile", args.compile)) if on]  # fmt: skip
+    settings = {
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "python": platform.python_version(), "batch": args.batch, "crop": args.crop, "iters": args.iters,
+        "warmup": args.warmup, "classes": args.classes, "backbone": args.backbone, "amp_dtype": args.amp_mode,
+        "variants": variants, "models": args.models,
+    }  # fmt: skip
+    report = BenchReport(settings)
+    torch.manual_seed(0)
+    for model in args.models:
+        for variant in variants:
+            rows = bench_steps(model, variant, args, device)
+            done = ", ".join(f"{r.step} {r.images_per_s or 0:.2f} img/s" for r in rows)
+            print(f"[bench] {model} {variant}: {done}", file=sys.stderr, flush=True)
+            report.steps += rows
+            ms = {r.step: r.ms for r in rows}
+            if ms["supervised"]:
+                report.ratios.append({
+                    "model": model, "variant": variant,
+                    "teacher/supervised": ms["lad_teacher"] / ms["supervised"] if ms["lad_teacher"] else None,
+                    "distill/supervised": ms["distill"] / ms["supervised"] if ms["distill"] else None,
+                })  # fmt: skip
+        if not args.skip_eval:
+            report.evaluation += bench_eval(model, args, device)
+    report.encoder = bench_encoder(args, device)
+    teacher = [r for r in report.steps if r.step == "lad_teacher" and r.variant == "baseline" and r.ms]
+    for r in teacher:  # two encoder calls per teacher step
+        share = 100 * 2 * report.encoder["at_step_ms"] / r.ms
+        report.encoder[f"share_of_teacher_step_%_{r.model}"] = share
+    return report
+
+
+def _f(v: float | None, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def to_markdown(report: BenchReport) -> str:
+    s = report.settings
+    lines = [
+        f"Device: {s['device']} (torch {s['torch']}, {s['threads']} threads of {s['cpu_count']} CPUs); "
+        f"batch {s['batch']}, crop {s['crop']}x{s['crop']}, {s['classes']} classes, "
+        f"median of {s['iters']} rounds after {s['warmup']} warm-up; autocast dtype {s['amp_dtype']}.",
+        "",
+        "| model | variant | step | images/s | ms/step | x supervised | peak MiB |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    sup = {(r.model, r.variant): r.ms for r in report.steps if r.step == "supervised"}
+    for r in report.steps:
+        base = sup.get((r.model, r.variant))
+        ratio = r.ms / base if (r.ms and base) else None
+        ips = _f(r.images_per_s) if not r.error else f"failed: {r.error}"
+        lines.append(
+            f"| {r.model} | {r.variant} | {r.step} | {ips} | {_f(r.ms, 1)} | {_f(ratio)} | {_f(r.peak_mib, 0)} |"
+        )
+    lines += ["", "| model | variant | teacher/supervised (target <= 2.05) | distill/supervised (target <= 1.4) |",
+              "|---|---|---:|---:|"]  # fmt: skip
+    for r in report.ratios:
+        lines.append(
+            f"| {r['model']} | {r['variant']} | {_f(r['teacher/supervised'])} | {_f(r['distill/supervised'])} |"
+        )
+    e = report.encoder
+    lines += ["", f"Label encoder at batch {e['batch']}, {e['size']}x{e['size']}, {e['classes']} classes: "
+              f"vectorised {_f(e['vectorised_ms'], 1)} ms, per-image per-class loop {_f(e['loop_ms'], 1)} ms "
+              f"({_f(e['speedup'], 1)}x faster). At the step size: {_f(e['at_step_ms'], 2)} ms per call."]  # fmt: skip
+    for key, value in e.items():
+        if key.startswith("share_of_teacher_step_%_"):
+            lines.append(
+                f"- share of a {key.rsplit('_', 1)[-1]} teacher step (2 calls; target < 2 %): {_f(value)} %"
+            )
+    if report.evaluation:
+        lines += ["", "| model | eval mode | input | images/s | ms/image |", "|---|---|---|---:|---:|"]
+        for r in report.evaluation:
+            lines.append(
+                f"| {r['model']} | {r['mode']} | {r['size'][0]}x{r['size'][1]} | {_f(r['images_per_s'])} | {_f(r['ms'], 1)} |"
+            )
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--models", nargs="+", default=["deeplabv3", "pspnet"], help="segmentors (ResNet-18 backbone)"
+    )
+    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--batch", type=int, default=2, help="training batch (default 2: CPU-sized)")
+    p.add_argument("--crop", type=int, default=256, help="square training crop (default 256)")
+    p.add_argument("--classes", type=int, default=19, help="number of classes (default 19, Cityscapes)")
+    p.add_argument("--iters", type=int, default=5, help="timed rounds (median reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--amp", action="store_true", help="also time each step under autocast")
+    p.add_argument("--amp-dtype", dest="amp_mode", default="auto", choices=["auto", "bf16", "fp16"],
+                   help="autocast dtype (auto: bf16 on CPU and bf16-capable GPUs, else fp16)")  # fmt: skip
+    p.add_argument("--channels-last", action="store_true", help="also time each step in channels_last")
+    p.add_argument(
+        "--compile", action="store_true", help="also time each step with torch.compile (slow start)"
+    )
+    p.add_argument(
+        "--encoder-batch", type=int, default=16, help="label-encoder comparison batch (default 16)"
+    )
+    p.add_argument(
+        "--encoder-size", type=int, default=512, help="label-encoder comparison size (default 512)"
+    )
+    p.add_argument("--eval-scales", type=float, nargs="+", default=[0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
+    p.add_argument("--skip-eval", action="store_true", help="leave out the inference modes")
+    p.add_argument("--json", type=Path, default=None, help="also write the full results to this JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark, print the Markdown tables (and write ``--json``)."""
+    for name in ("batch", "crop", "iters", "classes", "encoder_batch", "encoder_size"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.crop < 32:
+        raise ConfigError(f"--crop {args.crop}: the networks down-sample by 8 (PSP pools to 6x6); use >= 32")
+    report = run_bench(args)
+    print(to_markdown(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(asdict(report), indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ladseg.errors import LadsegError
+
+    p = argparse.ArgumentParser(
+        prog="python -m ladseg.bench",
+        description="Speed benchmark of LAD training steps and inference modes.",
+    )
+    add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return run(args)
+    except LadsegError as exc:
+        print(f"ladseg bench: error: {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

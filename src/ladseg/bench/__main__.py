@@ -1,0 +1,5 @@
+"""``python -m ladseg.bench``."""
+
+from ladseg.bench import main
+
+raise SystemExit(main())

@@ -1,0 +1,171 @@
+"""The demo's report folder: ``report.md`` / ``report.json`` (the table), ``curves.png``
+(training loss and validation mIoU of every stage) and ``predictions.png`` (a few validation
+images: image, ground truth, each model's prediction)."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ladseg.engine.logging import read_metrics
+
+if TYPE_CHECKING:
+    from ladseg.demo.pipeline import DemoRecipe, SeedResult
+
+GAIN = ("LAD student", "control")  # the gain the demo reports: LAD student minus control
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _fmt(mean: float, std: float, n: int) -> str:
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.2f}" if n == 1 else f"{mean:.2f} ± {std:.2f}"
+
+
+def summarize(results: list[SeedResult]) -> dict[str, Any]:
+    """mIoU and per-class IoU (percent) of every row, per seed and as mean / std over seeds."""
+    rows = list(results[0].metrics)
+    names = results[0].class_names
+    summary: dict[str, Any] = {"seeds": [r.seed for r in results], "class_names": names, "rows": {}}
+    for row in rows:
+        mious = [r.metrics[row].miou * 100 for r in results]
+        ious = np.array([(r.metrics[row].iou * 100).tolist() for r in results], dtype=float)
+        with np.errstate(invalid="ignore"):
+            per_class = np.nanmean(ious, axis=0) if not np.isnan(ious).all() else ious[0]
+        mean, std = _mean_std(mious)
+        summary["rows"][row] = {
+            "mIoU": mean, "mIoU_std": std, "mIoU_per_seed": mious,
+            "IoU": dict(zip(names, [None if math.isnan(v) else float(v) for v in per_class], strict=True)),
+        }  # fmt: skip
+    diffs = [(r.metrics[GAIN[0]].miou - r.metrics[GAIN[1]].miou) * 100 for r in results]
+    mean, std = _mean_std(diffs)
+    summary["gain_vs_control"] = {"mean": mean, "std": std, "per_seed": diffs}
+    base = [(r.metrics[GAIN[0]].miou - r.metrics["baseline"].miou) * 100 for r in results]
+    summary["gain_vs_baseline"] = {"mean": _mean_std(base)[0], "std": _mean_std(base)[1], "per_seed": base}
+    summary["stage_seconds"] = {k: statistics.fmean(r.seconds[k] for r in results) for k in results[0].seconds}
+    return summary
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    n = len(summary["seeds"])
+    names = summary["class_names"]
+    head = ["model", "mIoU" + (f" (mean ± std, {n} seeds)" if n > 1 else ""), *names]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row, r in summary["rows"].items():
+        cells = [row, _fmt(r["mIoU"], r["mIoU_std"], n)]
+        cells += ["-" if r["IoU"][c] is None else f"{r['IoU'][c]:.1f}" for c in names]
+        lines.append("| " + " | ".join(cells) + " |")
+    g, b = summary["gain_vs_control"], summary["gain_vs_baseline"]
+    lines.append("")
+    lines.append(f"**LAD student − control: {g['mean']:+.2f} mIoU**" + (f" (± {g['std']:.2f}; per seed {', '.join(f'{d:+.2f}' for d in g['per_seed'])})" if n > 1 else ""))
+    lines.append(f"LAD student − baseline: {b['mean']:+.2f} mIoU (includes the extra fine-tuning iterations)")
+    return "\n".join(lines)
+
+
+def plot_curves(results: list[SeedResult], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_miou) = plt.subplots(1, 2, figsize=(11, 4))
+    run_dir = results[0].run_dir
+    for stage in ("baseline", "teacher", "student", "control"):
+        recs = read_metrics(run_dir / stage)
+        tr = [r for r in recs if r["type"] == "train"]
+        va = [r for r in recs if r["type"] == "val"]
+        if tr:
+            ax_loss.plot([r["iter"] for r in tr], [r["loss"] for r in tr], label=stage)
+        if va:
+            ax_miou.plot([r["iter"] for r in va], [r["mIoU"] for r in va], marker="o", label=stage)
+    ax_loss.set(title=f"training loss (seed {results[0].seed})", xlabel="iteration", ylabel="loss", yscale="log")
+    ax_miou.set(title="validation mIoU (%)", xlabel="iteration (student/control: after the baseline)", ylabel="mIoU")
+    for ax in (ax_loss, ax_miou):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_predictions(result: SeedResult, recipe: DemoRecipe, profile: str, extra: list[str], path: Path, count: int = 4) -> None:
+    """A few validation images: image, ground truth, and each model's prediction side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ladseg.data import colorize
+    from ladseg.data.transforms import denormalize
+    from ladseg.demo.pipeline import stage_config
+    from ladseg.engine.builders import build_split
+    from ladseg.engine.checkpoint import build_model_from_checkpoint
+    from ladseg.methods import build_method
+
+    models = [("baseline", "baseline"), ("control", "control"), ("teacher (labels)", "teacher"), ("LAD student", "student")]
+    cfg = stage_config(recipe, "baseline", result.run_dir, result.seed, profile, extra)
+    dataset = build_split(cfg, cfg.data.val_split, train=False)
+    idx = np.linspace(0, len(dataset) - 1, count).round().astype(int).tolist()
+    samples = [dataset[i] for i in idx]
+    batch = {"image": torch.stack([s["image"] for s in samples]), "mask": torch.stack([torch.as_tensor(s["mask"]) for s in samples])}
+    preds = {}
+    for title, stage in models:
+        scfg = stage_config(recipe, stage, result.run_dir, result.seed, profile, extra)
+        model, _ = build_model_from_checkpoint(result.run_dir / stage / "last.pth")
+        model.eval()
+        x = batch["image"]
+        if stage == "teacher":
+            method = build_method(scfg.method_name, scfg.method_params, model, model.num_classes)
+            x = method.inference_input(batch)
+        preds[title] = model.predict(x).argmax(1).numpy()
+    cols = 2 + len(models)
+    fig, axes = plt.subplots(count, cols, figsize=(2.2 * cols, 2.2 * count))
+    axes = np.atleast_2d(axes)
+    for r in range(count):
+        panels = [("image", denormalize(batch["image"][r], cfg.data.normalize)),
+                  ("ground truth", colorize(batch["mask"][r].numpy(), dataset.palette))]
+        panels += [(t, colorize(preds[t][r], dataset.palette)) for t, _ in models]
+        for c, (title, img) in enumerate(panels):
+            axes[r, c].imshow(img)
+            axes[r, c].set_axis_off()
+            if r == 0:
+                axes[r, c].set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(
+    results: list[SeedResult], out: Path, recipe: DemoRecipe, profile: str, extra: list[str], seconds: float
+) -> dict[str, Any]:
+    """Write the report folder, print the table, return the summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(results)
+    summary.update(profile=profile, total_seconds=seconds, overrides=extra)
+    table = markdown_table(summary)
+    header = (
+        f"# ladseg demo: LAD on the embedded dataset ({profile} profile, seeds {summary['seeds']})\n\n"
+        "Validation split of the embedded dataset (never used for any choice); every model at its last iteration.\n"
+        "The control is the baseline trained for as many extra iterations as the LAD student, without a teacher.\n\n"
+    )
+    times = ", ".join(f"{k} {v:.0f} s" for k, v in summary["stage_seconds"].items())
+    (out / "report.md").write_text(header + table + f"\n\nTime per seed: {times}. Total: {seconds:.0f} s.\n\n"
+                                   "![curves](curves.png)\n\n![predictions](predictions.png)\n")
+    (out / "report.json").write_text(json.dumps(summary, indent=2))
+    plot_curves(results, out / "curves.png")
+    plot_predictions(results[0], recipe, profile, extra, out / "predictions.png")
+    print("\n" + table)
+    print(f"\nreport: {out}/report.md  (total {seconds / 60:.1f} min)")
+    return summary

@@ -1,0 +1,58 @@
+"""Evaluate a saved checkpoint under a config: the shared core of ``ladseg eval`` and the demo.
+
+The config names the dataset, split and inference mode; the network and its input normalisation
+come from the checkpoint. For a method whose network reads more than the image (a LAD teacher
+reads label channels), the method's ``inference_input`` builds that input; ``method_params``
+overrides its parameters (e.g. ``{"eval_label": "none"}`` to evaluate a teacher without labels).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ladseg.engine.builders import build_loader_for, build_split, method_class, resolve_device
+from ladseg.engine.checkpoint import build_model_from_checkpoint
+from ladseg.engine.config import Config
+from ladseg.engine.evaluation import evaluate
+from ladseg.engine.metrics import SegMetrics
+from ladseg.errors import CheckpointError
+
+
+def evaluate_checkpoint(
+    cfg: Config,
+    checkpoint: str | Path,
+    split: str | None = None,
+    method_params: dict[str, Any] | None = None,
+    progress: bool = True,
+    verbose: bool = False,
+) -> tuple[SegMetrics, Any]:
+    """Metrics of ``checkpoint`` on ``split`` (default ``data.val_split``); returns (metrics, dataset)."""
+    from ladseg.methods import build_method
+
+    device = resolve_device(cfg.run.device)
+    model, meta = build_model_from_checkpoint(checkpoint)
+    normalize = meta.get("normalize") or cfg.data.normalize
+    if normalize != cfg.data.normalize:
+        if verbose:
+            print(f"note: using the checkpoint's input normalisation {normalize!r} (config: {cfg.data.normalize!r})")
+        cfg.data.normalize = normalize
+    dataset = build_split(cfg, split or cfg.data.val_split, train=False)
+    if model.num_classes != dataset.num_classes:
+        raise CheckpointError(
+            f"{checkpoint} predicts {model.num_classes} classes but {cfg.data.dataset!r} has {dataset.num_classes}"
+        )
+    network, input_fn = model, (lambda batch: batch["image"])
+    if not method_class(cfg.method_name).needs_teacher:  # e.g. a LAD teacher reads label channels too
+        params = {**cfg.method_params, **(method_params or {})}
+        method = build_method(cfg.method_name, params, model, model.num_classes)
+        network, input_fn = method.eval_model(), method.inference_input
+    network.to(device)
+    e = cfg.eval
+    metrics = evaluate(
+        network, build_loader_for(cfg, dataset, train=False), model.num_classes, mode=e.mode,
+        crop_size=e.crop_size or cfg.data.crop_size, stride=e.stride, scales=e.scales, flip=e.flip,
+        scale_mode=e.scale_mode, input_fn=input_fn, device=device, progress=progress,
+        class_names=list(dataset.classes) or meta.get("class_names"),
+    )  # fmt: skip
+    return metrics, dataset

@@ -1,0 +1,52 @@
+"""The speed benchmark runs end to end at a tiny size and reports every figure it promises."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ladseg.bench import main, reference_loop_encode, synthetic_batch
+from ladseg.cli import build_parser
+
+
+def test_reference_loop_gives_one_code_per_image_and_class() -> None:
+    mask = synthetic_batch(2, 64, 5, torch.device("cpu"))["mask"]
+    codes = reference_loop_encode(mask, 5, noise=0.0)[:, 0]
+    for n in range(2):
+        for c in mask[n].unique().tolist():
+            values = codes[n][mask[n] == c]
+            assert torch.all(values == values[0])  # constant inside a class region
+    assert not torch.equal(codes[0][mask[0] == 255][:1], codes[1][mask[1] == 255][:1])  # drawn per image
+
+
+def test_bench_tiny_run_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    argv = ["--models", "deeplabv3", "--batch", "2", "--crop", "32", "--iters", "1", "--warmup", "0",
+            "--classes", "3", "--encoder-batch", "2", "--encoder-size", "32", "--eval-scales", "1.0",
+            "--device", "cpu", "--json", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "| deeplabv3 | baseline | lad_teacher |" in table and "multiscale+flip" in table
+    report = json.loads(out.read_text())
+    steps = {r["step"]: r for r in report["steps"]}
+    assert set(steps) == {"supervised", "lad_teacher", "distill"}
+    assert all(
+        r["images_per_s"] > 0 and r["error"] is None and r["peak_mib"] is not None for r in steps.values()
+    )
+    ratio = report["ratios"][0]
+    assert ratio["teacher/supervised"] == pytest.approx(
+        steps["lad_teacher"]["ms"] / steps["supervised"]["ms"]
+    )
+    assert report["encoder"]["loop_ms"] > 0 and report["encoder"]["vectorised_ms"] > 0
+    assert "share_of_teacher_step_%_deeplabv3" in report["encoder"]
+    assert [r["mode"] for r in report["evaluation"]] == ["whole", "slide", "multiscale+flip"]
+
+
+def test_cli_has_bench_and_export() -> None:
+    args = build_parser().parse_args(["bench", "--crop", "64", "--amp"])
+    assert args.crop == 64 and args.amp and args.models == ["deeplabv3", "pspnet"]
+    args = build_parser().parse_args(["export", "x.pth", "--onnx", "x.onnx", "--size", "64", "96"])
+    assert args.size == [64, 96] and args.opset == 17

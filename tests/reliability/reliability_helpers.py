@@ -1,0 +1,89 @@
+"""Helpers for the reliability tests: a tiny folder dataset, YAML configs, CLI runs, checkpoints."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from ladseg.engine.checkpoint import save_checkpoint
+from ladseg.models import build_model
+
+CLASSES = ("background", "red", "blue")
+COLORS = np.array([[20, 20, 20], [220, 40, 40], [40, 40, 220]], dtype=np.uint8)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_dataset(root: Path, n_train: int = 4, n_val: int = 2, size: int = 32, seed: int = 0) -> Path:
+    """A 3-class 'folder' dataset: rectangles of class 1 and 2 on class 0, a 255 top row."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    for split, n in (("train", n_train), ("val", n_val)):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "masks" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            mask = np.zeros((size, size), dtype=np.uint8)
+            for cls in (1, 2):
+                y, x = rng.integers(0, size // 2, 2)
+                h, w = rng.integers(size // 4, size // 2, 2)
+                mask[y : y + h, x : x + w] = cls
+            image = COLORS[mask].astype(np.int16) + rng.integers(-20, 20, (size, size, 3))
+            mask[0, :] = 255
+            Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(root / "images" / split / f"{i:03d}.png")
+            Image.fromarray(mask).save(root / "masks" / split / f"{i:03d}.png")
+    return root
+
+
+def config_dict(root: Path, work_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """FCN-MobileNetV2 at 32x32, batch 2, CPU; ``sections`` update the default sections."""
+    raw: dict[str, Any] = {
+        "run": {"name": "tiny", "work_dir": str(work_dir), "seed": 0, "device": "cpu"},
+        "model": {"name": "fcn", "backbone": "mobilenetv2", "head": {"channels": 8}},
+        "data": {"dataset": "folder", "root": str(root), "crop_size": [32, 32], "scale_range": [1.0, 1.0],
+                 "batch_size": 2, "num_workers": 0},
+        "optim": {"lr": 0.01},
+        "train": {"iters": 2, "val_interval": 100, "log_interval": 1, "checkpoint_interval": 1},
+        "eval": {"mode": "whole", "batch_size": 1},
+    }  # fmt: skip
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    return raw
+
+
+def write_config(path: Path, root: Path, work_dir: Path, **sections: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(config_dict(root, work_dir, **sections)))
+    return path
+
+
+def save_model_checkpoint(path: Path, name: str = "fcn", backbone: str = "mobilenetv2", k: int = 3) -> Path:
+    """A ladseg checkpoint (model + meta) of a freshly built network."""
+    model = build_model(name, backbone, k, head={"channels": 8})
+    meta = {"spec": model.spec, "class_names": [f"c{i}" for i in range(k)], "normalize": "imagenet",
+            "config": {}, "iteration": 0, "metrics": {}}  # fmt: skip
+    return save_checkpoint(path, {"model": model.state_dict(), "meta": meta})
+
+
+def cli_env() -> dict[str, str]:
+    """Environment of a ``python -m ladseg`` child: one thread, the source tree importable."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH", "")]))
+    return env
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ladseg", *args], cwd=cwd, env=cli_env(), capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def error_lines(err: str) -> list[str]:
+    """The non-progress-bar lines of a CLI's stderr."""
+    return [line for line in err.splitlines() if line.strip() and "it/s]" not in line and "s/it]" not in line]
