@@ -36,7 +36,9 @@ def make_dataset(root: Path, n_train: int = 4, n_val: int = 2, size: int = 32, s
                 mask[y : y + h, x : x + w] = cls
             image = COLORS[mask].astype(np.int16) + rng.integers(-20, 20, (size, size, 3))
             mask[0, :] = 255
-            Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(root / "images" / split / f"{i:03d}.png")
+            Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(
+                root / "images" / split / f"{i:03d}.png"
+            )
             Image.fromarray(mask).save(root / "masks" / split / f"{i:03d}.png")
     return root
 

@@ -104,7 +104,10 @@ def test_bad_file_met_during_a_run_keeps_its_checkpoint(
         ("data.batchsize=2", "unknown config key data.batchsize; valid keys of data: dataset, root, "),
         ("train.iters=abc", "config key 'train.iters': expected int, got 'abc' (str)"),
         ("data.crop_size=64", "config key 'data.crop_size': expected a list of int, got 64 (int)"),
-        ("eval.mode=sliding", "config key 'eval.mode': expected one of whole, slide, multiscale, got 'sliding'"),
+        (
+            "eval.mode=sliding",
+            "config key 'eval.mode': expected one of whole, slide, multiscale, got 'sliding'",
+        ),
         ("teacher.model.backbon=resnet18", "unknown config key teacher.model.backbon"),
     ],
 )

@@ -36,9 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="print the report as JSON (or write it to FILE) instead of the tables",
     )
-    p.add_argument(
-        "--workers", type=int, default=None, help="reader threads (default: data.num_workers)"
-    )
+    p.add_argument("--workers", type=int, default=None, help="reader threads (default: data.num_workers)")
     p.set_defaults(func=run)
 
 

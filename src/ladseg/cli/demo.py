@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default: runs/demo)")
     p.add_argument("--seeds", type=int, default=1, help="repeat with N seeds; report mean and spread")
     p.add_argument("--quick", action="store_true", help="a short run (a smoke test: numbers are not meaningful)")
-    p.add_argument("--recipe", type=Path, default=None, help="demo recipe YAML (default: configs/demo/lad_demo.yaml)")
+    p.add_argument("--recipe", type=Path, default=None, help="demo recipe YAML (default: configs/_recipes_/demo.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides applied to every stage")
     p.set_defaults(func=run)
 

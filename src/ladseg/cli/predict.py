@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
             if not is_out_of_memory(exc):
                 raise
             raise out_of_memory_error(
-                exc, f"prediction of {path} ({rgb.shape[1]}x{rgb.shape[0]})",
+                exc,
+                f"prediction of {path} ({rgb.shape[1]}x{rgb.shape[0]})",
                 "use sliding-window inference (--mode slide --crop-size H W) or fewer --scales",
             ) from exc
         mask = Image.frombytes("P", (pred.shape[1], pred.shape[0]), np.ascontiguousarray(pred).tobytes())

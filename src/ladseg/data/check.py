@@ -65,10 +65,17 @@ class SplitReport:
             "root": self.root,
             "items": self.items,
             "bad_files": [vars(b) for b in self.bad],
-            "label_ids": {str(k): {"pixels": v, "train_id": self.train_ids[k]} for k, v in self.raw_ids.items()},
+            "label_ids": {
+                str(k): {"pixels": v, "train_id": self.train_ids[k]} for k, v in self.raw_ids.items()
+            },
             "classes": [
-                {"id": i, "name": name, "pixels": self.class_pixels[i], "images": self.class_images[i],
-                 "share": self.class_pixels[i] / labelled if labelled else 0.0}
+                {
+                    "id": i,
+                    "name": name,
+                    "pixels": self.class_pixels[i],
+                    "images": self.class_images[i],
+                    "share": self.class_pixels[i] / labelled if labelled else 0.0,
+                }
                 for i, name in enumerate(self.classes)
             ],  # fmt: skip
             "ignore_pixels": self.ignore_pixels,
@@ -114,7 +121,9 @@ def scan_item(dataset: SegDataset, index: int) -> ItemScan:
     table = dataset.label_table
     invalid = [i for i in out.raw_counts if i < 0 or i >= len(table) or table[i] < 0]
     if invalid:
-        shown = ", ".join(map(str, invalid[:MAX_IDS_SHOWN])) + (" ..." if len(invalid) > MAX_IDS_SHOWN else "")
+        shown = ", ".join(map(str, invalid[:MAX_IDS_SHOWN])) + (
+            " ..." if len(invalid) > MAX_IDS_SHOWN else ""
+        )
         out.bad.append(BadFile(
             str(sample.mask), "ids",
             f"ids [{shown}] are not valid ({dataset.num_classes} classes: on-disk ids must map to "

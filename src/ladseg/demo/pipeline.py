@@ -12,7 +12,7 @@ is *LAD student minus control*. All models are taken at their last iteration (no
 picked on the validation split that is reported).
 
 The recipe (which configs, how many iterations, the quick profile) is data:
-``configs/demo/lad_demo.yaml``.
+``configs/_recipes_/demo.yaml``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ladseg.errors import ConfigError
 
 #: the repository's configs folder (the demo recipe and the configs it names live there)
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
-DEFAULT_RECIPE = CONFIG_DIR / "demo" / "lad_demo.yaml"
+DEFAULT_RECIPE = CONFIG_DIR / "_recipes_" / "demo.yaml"
 
 STAGES = ("baseline", "teacher", "student", "control")
 #: rows of the result table: (row name, stage whose checkpoint is evaluated, method overrides)
@@ -47,7 +47,7 @@ ROWS: tuple[tuple[str, str, dict[str, Any] | None], ...] = (
 
 @dataclass
 class DemoRecipe:
-    """What ``configs/demo/lad_demo.yaml`` holds: the three configs and per-profile overrides."""
+    """What ``configs/_recipes_/demo.yaml`` holds: the three configs and per-profile overrides."""
 
     baseline: Path
     teacher: Path
