@@ -86,8 +86,8 @@ def test_bad_file_met_during_a_run_keeps_its_checkpoint(
     where: str, damage, expected: str, data_root: Path, tmp_path: Path, capsys
 ) -> None:
     """A bad validation file stops the run at iteration 3 with one line (also from a loader
-    worker, whose traceback PyTorch would otherwise paste into the message); last.pth of
-    iteration 2 stays loadable."""
+    worker, whose traceback PyTorch would otherwise paste into the message); the checkpoint of
+    iteration 3, written before that validation, stays loadable."""
     damage(data_root / where / "val" / "001.png")
     workers = 1 if damage is _truncate else 0  # one case through a worker process (slow to start)
     cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run",
@@ -95,7 +95,7 @@ def test_bad_file_met_during_a_run_keeps_its_checkpoint(
     message = train_error(cfg, capsys)
     assert re.search(expected, message), message
     assert len(message.strip().splitlines()) == 1, message
-    assert load_checkpoint(tmp_path / "run" / "last.pth")["state"]["iteration"] == 2
+    assert load_checkpoint(tmp_path / "run" / "last.pth")["state"]["iteration"] == 3
 
 
 @pytest.mark.parametrize(

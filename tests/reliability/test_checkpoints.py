@@ -43,12 +43,6 @@ def test_teacher_with_other_classes_than_the_student(data_root: Path, tmp_path: 
     assert "teacher.pth predicts 5 classes but the student has 3" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,  # torch's load_state_dict list of missing/unexpected keys, with a traceback
-    reason="gap: Trainer.resume calls method.load_state_dict without comparing the saved spec "
-    "(needs engine.checkpoint.check_model_spec before it; trainer.py is helper-7's)",
-)
 def test_resume_into_another_architecture_is_explained(data_root: Path, tmp_path: Path, capsys) -> None:
     cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run", train={"iters": 1})
     assert main(["train", str(cfg)]) == 0

@@ -16,6 +16,7 @@ from reliability_helpers import cli_env, write_config
 
 import ladseg.engine.checkpoint as ckpt_module
 from ladseg.engine.checkpoint import load_checkpoint, save_checkpoint
+from ladseg.engine.logging import read_metrics
 
 ITERS = 30
 
@@ -107,3 +108,5 @@ def test_sigkill_then_resume_finishes_the_same_run(data_root: Path, tmp_path: Pa
     assert iterations["last.pth"] == ITERS and iterations["last.pth.prev"] == ITERS - 2, (info, iterations)
     assert load_checkpoint(run / "last.pth")["state"]["iteration"] == ITERS
     assert temp_files(run) == [], info
+    logged = [r["iter"] for r in read_metrics(run) if r["type"] == "train"]
+    assert logged == sorted(set(logged)), (info, logged)  # records after the checkpoint were not doubled

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import os
 import math
 from pathlib import Path
 from typing import Any
@@ -69,3 +70,18 @@ def read_metrics(work_dir: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def drop_records_after(work_dir: str | Path, iteration: int) -> int:
+    """Remove records newer than ``iteration`` (written after the checkpoint a run resumes from,
+    so they are about to be logged again); returns how many were dropped."""
+    path = Path(work_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return 0
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    keep = [ln for ln in lines if json.loads(ln).get("iter", 0) <= iteration]
+    if len(keep) != len(lines):
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(ln + "\n" for ln in keep))
+        os.replace(tmp, path)
+    return len(lines) - len(keep)

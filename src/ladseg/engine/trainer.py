@@ -44,7 +44,7 @@ from ladseg.engine.builders import (
     method_class,
     resolve_device,
 )
-from ladseg.engine.checkpoint import load_checkpoint, save_checkpoint
+from ladseg.engine.checkpoint import check_model_spec, load_checkpoint, save_checkpoint
 from ladseg.engine.config import Config, save_config
 from ladseg.engine.dist import (
     all_reduce_mean,
@@ -57,7 +57,7 @@ from ladseg.engine.dist import (
     world_size,
 )
 from ladseg.engine.evaluation import evaluate, move_batch
-from ladseg.engine.logging import RunLogger
+from ladseg.engine.logging import RunLogger, drop_records_after
 from ladseg.engine.metrics import SegMetrics
 from ladseg.engine.rng import get_rng_state, seed_everything, set_rng_state
 from ladseg.engine.schedule import PolySchedule
@@ -233,6 +233,7 @@ class Trainer:
         state = payload.get("state")
         if not isinstance(state, dict):
             raise CheckpointError(f"{path} has no resume state (was it saved by 'ladseg train'?)")
+        check_model_spec(self.method.export_model(), payload["meta"].get("spec"), str(path))
         self.method.load_state_dict(state["method"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["scheduler"])
@@ -247,14 +248,15 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------
     def _prepare(self) -> None:
+        last = self.work_dir / "last.pth"
+        if self.cfg.train.resume and last.is_file():
+            self.resume(last)  # before anything is written: an incompatible rerun changes nothing
+            if is_main_process():
+                drop_records_after(self.work_dir, self.iteration)  # logged after the checkpoint, redone now
+                print(f"resumed {last} at iteration {self.iteration}")
         if is_main_process():
             self.work_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.work_dir / "config.yaml")
-        last = self.work_dir / "last.pth"
-        if self.cfg.train.resume and last.is_file():
-            self.resume(last)
-            if is_main_process():
-                print(f"resumed {last} at iteration {self.iteration}")
 
     def _run_validation(self, logger: RunLogger) -> None:
         metrics = self.validate()
@@ -302,10 +304,11 @@ class Trainer:
                     )
                     total_time, steps = total_time + interval_time, steps + count
                     sums, count, interval_time = {}, 0, 0.0
-                if i % t.val_interval == 0 or i == t.iters:
-                    self._run_validation(logger)
+                # the checkpoint first: a failing validation (bad file, out of memory) loses nothing
                 if i % t.checkpoint_interval == 0 or i == stop:
                     self.save("last.pth", with_state=True)
+                if i % t.val_interval == 0 or i == t.iters:
+                    self._run_validation(logger)
             if self.iteration >= t.iters and not self.last_metrics:
                 self._run_validation(logger)
         finally:
