@@ -13,9 +13,6 @@ from ladseg.registry import Registry
 BACKBONES: Registry = Registry("backbone")
 
 # Importing the modules fills the registry.
-from ladseg.models.backbones import resnet  # noqa: E402,F401
-from ladseg.models.backbones import mobilenetv2  # noqa: E402,F401
-from ladseg.models.backbones import efficientnet_lite  # noqa: E402,F401
-from ladseg.models.backbones import stdc  # noqa: E402,F401
+from ladseg.models.backbones import efficientnet_lite, mobilenetv2, resnet, stdc  # noqa: E402,F401
 
 __all__ = ["BACKBONES"]

@@ -10,10 +10,6 @@ from ladseg.registry import Registry
 
 HEADS: Registry = Registry("head")
 
-from ladseg.models.heads import fcn  # noqa: E402,F401
-from ladseg.models.heads import psp  # noqa: E402,F401
-from ladseg.models.heads import aspp  # noqa: E402,F401
-from ladseg.models.heads import ocr  # noqa: E402,F401
-from ladseg.models.heads import stdc_head  # noqa: E402,F401
+from ladseg.models.heads import aspp, fcn, ocr, psp, stdc_head  # noqa: E402,F401
 
 __all__ = ["HEADS"]
