@@ -43,10 +43,10 @@ from ladseg.data.classes import IGNORE_COLOR, IGNORE_INDEX
 from ladseg.data.datasets import FolderDataset
 from ladseg.errors import DatasetError
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 4
 TRAIN_FRACTION = 0.6  # columns [0, 60 %) of every source feed train, [60 %, 100 %) feed val
 STAMP = "embedded.json"
-RANDOM_MEAN_P = 0.3  # share of regions whose mean colour is replaced: the main difficulty knob
+RANDOM_MEAN_P = 0.0  # share of regions whose mean colour is replaced: the main difficulty knob
 
 EMBEDDED_CLASSES = ("background", "grass", "gravel", "brick", "moon", "cat", "astronaut", "tissue")
 EMBEDDED_PALETTE = np.array(
@@ -99,7 +99,7 @@ def _texture(rng: np.random.Generator, src: _Source, split: str, size: int) -> t
     and its box ``[y0, x0, y1, x1]`` in source pixels."""
     part_x0, part_x1 = (0, src.split_col) if split == "train" else (src.split_col, src.pixels.shape[1])
     ph, pw = src.pixels.shape[0], part_x1 - part_x0
-    c = min(int(size * rng.uniform(0.6, 1.6)), ph, pw)
+    c = min(int(size * rng.uniform(0.8, 1.25)), ph, pw)
     y0 = int(rng.integers(0, ph - c + 1))
     x0 = part_x0 + int(rng.integers(0, pw - c + 1))
     crop = Image.fromarray(src.pixels[y0 : y0 + c, x0 : x0 + c]).resize((size, size), Image.BILINEAR)
@@ -115,14 +115,14 @@ def _appearance(rng: np.random.Generator, tex: np.ndarray) -> np.ndarray:
     target (a random colour with probability RANDOM_MEAN_P, else the region's own mean, brightness-jittered)."""
     luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)
     gray = tex @ luma
-    sat, contrast = rng.uniform(0.3, 1.0), rng.uniform(0.7, 1.3)
+    sat, contrast = rng.uniform(0.6, 1.0), rng.uniform(0.8, 1.2)
     tex_mean = tex.mean(axis=(0, 1))
     mean = (1.0 - sat) * float(tex_mean @ luma) + sat * tex_mean  # mean of the desaturated region
-    tint = rng.uniform(0.8, 1.2, size=3)
+    tint = rng.uniform(0.9, 1.1, size=3)
     target = (
         rng.uniform(0.25, 0.7) * tint
         if rng.random() < RANDOM_MEAN_P
-        else mean * rng.uniform(0.75, 1.25) * tint
+        else mean * rng.uniform(0.85, 1.15) * tint
     )
     # ((1 - s) * gray + s * tex - mean) * k + target, as one affine map per channel
     out = (sat * contrast) * tex + ((1.0 - sat) * contrast) * gray[..., None]

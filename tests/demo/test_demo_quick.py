@@ -1,0 +1,61 @@
+"""CI smoke test of ``ladseg demo --quick``: the whole pipeline runs and its report is sane.
+
+It checks that the report exists and that the numbers are well-formed, not that LAD wins (the
+quick profile trains for a few iterations only).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from ladseg.cli import main
+from ladseg.demo.pipeline import ROWS, load_recipe, stage_config
+from ladseg.errors import ConfigError
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_a_sane_report(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = out / "report"
+    for name in ("report.md", "report.json", "curves.png", "predictions.png"):
+        assert (report / name).stat().st_size > 0, name
+    summary = json.loads((report / "report.json").read_text())
+    assert list(summary["rows"]) == [row for row, _, _ in ROWS]
+    for row in summary["rows"].values():
+        assert 0.0 <= row["mIoU"] <= 100.0
+        assert set(row["IoU"]) == set(summary["class_names"])
+    gain = summary["rows"]["LAD student"]["mIoU"] - summary["rows"]["control"]["mIoU"]
+    assert math.isclose(summary["gain_vs_control"]["mean"], gain, abs_tol=1e-6)
+    assert "LAD student − control" in printed and "teacher (no labels)" in printed
+    # each stage ran to its iteration count, and the student and the control started from the baseline
+    for stage in ("baseline", "teacher", "student", "control"):
+        assert (out / "seed0" / stage / "last.pth").is_file()
+
+
+def test_student_and_control_share_the_finetuning_recipe(tmp_path: Path) -> None:
+    """The control differs from the LAD student only by the teacher: same start, iterations and lr."""
+    recipe = load_recipe()
+    for profile in recipe.profiles:
+        student = stage_config(recipe, "student", tmp_path, 0, profile, [])
+        control = stage_config(recipe, "control", tmp_path, 0, profile, [])
+        assert student.train.iters == control.train.iters
+        assert student.optim.lr == control.optim.lr
+        assert student.train.init_checkpoint == control.train.init_checkpoint == str(tmp_path / "baseline" / "last.pth")
+        assert student.model == control.model
+        assert student.method_name == "distill" and control.method_name == "supervised"
+        assert student.teacher.checkpoint == str(tmp_path / "teacher" / "last.pth")
+
+
+def test_bad_recipe_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "r.yaml"
+    bad.write_text("configs: {baseline: a.yaml}\n")
+    with pytest.raises(ConfigError, match="configs.teacher is missing"):
+        load_recipe(bad)
+    with pytest.raises(ConfigError, match="unknown demo profile"):
+        load_recipe().overrides("nope", "baseline")
