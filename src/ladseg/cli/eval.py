@@ -57,41 +57,14 @@ def apply_inference_args(cfg: Any, args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ladseg.cli import is_out_of_memory, out_of_memory_error
-    from ladseg.engine.builders import build_loader_for, build_split, method_class, resolve_device
-    from ladseg.engine.checkpoint import build_model_from_checkpoint
+    from ladseg.engine.checkpoint_eval import evaluate_checkpoint
     from ladseg.engine.config import load_config
-    from ladseg.engine.evaluation import evaluate
-    from ladseg.errors import CheckpointError
-    from ladseg.methods import build_method
 
     cfg = load_config(args.config, args.overrides)
     apply_inference_args(cfg, args)
-    device = resolve_device(cfg.run.device)
-    model, meta = build_model_from_checkpoint(args.checkpoint)
-    normalize = meta.get("normalize") or cfg.data.normalize
-    if normalize != cfg.data.normalize:
-        print(
-            f"note: using the checkpoint's input normalisation {normalize!r} (config: {cfg.data.normalize!r})"
-        )
-        cfg.data.normalize = normalize
-    dataset = build_split(cfg, args.split or cfg.data.val_split, train=False)
-    if model.num_classes != dataset.num_classes:
-        raise CheckpointError(
-            f"{args.checkpoint} predicts {model.num_classes} classes but {cfg.data.dataset!r} has {dataset.num_classes}"
-        )
-    network, input_fn = model, (lambda batch: batch["image"])
-    if not method_class(cfg.method_name).needs_teacher:  # e.g. a LAD teacher reads label channels too
-        method = build_method(cfg.method_name, cfg.method_params, model, model.num_classes)
-        network, input_fn = method.eval_model(), method.inference_input
-    network.to(device)
     e = cfg.eval
     try:
-        metrics = evaluate(
-            network, build_loader_for(cfg, dataset, train=False), model.num_classes, mode=e.mode,
-            crop_size=e.crop_size or cfg.data.crop_size, stride=e.stride, scales=e.scales, flip=e.flip,
-            scale_mode=e.scale_mode, input_fn=input_fn, device=device,
-            class_names=list(dataset.classes) or meta.get("class_names"),
-        )  # fmt: skip
+        metrics, dataset = evaluate_checkpoint(cfg, args.checkpoint, split=args.split, verbose=True)
     except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
         if not is_out_of_memory(exc):
             raise

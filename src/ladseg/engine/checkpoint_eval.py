@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ladseg.engine import evaluation
 from ladseg.engine.builders import build_loader_for, build_split, method_class, resolve_device
 from ladseg.engine.checkpoint import build_model_from_checkpoint
 from ladseg.engine.config import Config
-from ladseg.engine.evaluation import evaluate
 from ladseg.engine.metrics import SegMetrics
 from ladseg.errors import CheckpointError
 
@@ -49,7 +49,7 @@ def evaluate_checkpoint(
         network, input_fn = method.eval_model(), method.inference_input
     network.to(device)
     e = cfg.eval
-    metrics = evaluate(
+    metrics = evaluation.evaluate(
         network, build_loader_for(cfg, dataset, train=False), model.num_classes, mode=e.mode,
         crop_size=e.crop_size or cfg.data.crop_size, stride=e.stride, scales=e.scales, flip=e.flip,
         scale_mode=e.scale_mode, input_fn=input_fn, device=device, progress=progress,
