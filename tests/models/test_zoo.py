@@ -149,3 +149,24 @@ def test_info_cli(capsys) -> None:
     assert cli_main(["info", "--list"]) == 0
     assert "deeplabv3 --backbone resnet18" in capsys.readouterr().out
     assert cli_main(["info", "nonet"]) == 2
+
+
+@pytest.mark.parametrize(
+    "name, backbone",
+    [
+        ("fcn", "resnet18"),
+        ("pspnet", "mobilenetv2"),
+        ("deeplabv3", "efficientnet_lite0"),
+        ("ocrnet", "resnet18"),
+        ("stdc", "stdc1"),
+    ],
+)
+def test_initial_logits_are_small(name: str, backbone: str) -> None:
+    """Classifiers start at N(0, 0.01^2): the initial CE is close to ln K, not twice it."""
+    import math
+
+    model = build_model(name, backbone, num_classes=8, aux=True).train()
+    out = model(torch.randn(2, 3, 64, 64))
+    assert out.logits.std().item() < 0.5
+    ce = torch.nn.functional.cross_entropy(out.logits, torch.randint(0, 8, (2, *out.logits.shape[-2:])))
+    assert abs(ce.item() - math.log(8)) < 0.3
