@@ -1,21 +1,23 @@
-"""The embedded dataset: real photographic content from scikit-image composed into scenes with
+"""The embedded dataset: real photographic textures from scikit-image composed into scenes with
 exact masks, generated offline in seconds (the demo's data and the quick tests' data).
 
-Design (why it is not trivial for a small network):
+Design (learnable by a small network in a few hundred CPU iterations, yet not trivial):
 
-* 8 classes, one source photo or texture each (``EMBEDDED_SOURCES``); ``background`` is a mix of
-  three scene photos, and *distractor* shapes cut from other photos (coins, clock, printed page,
-  retina) are labelled background too, so "background" is not one texture.
-* Every region gets its own appearance jitter: partial desaturation, a random tint, contrast and
-  brightness, and (30 % of the time) its mean colour replaced by a random one, so colour statistics
-  overlap between classes and texture/structure has to decide. Texture scale (0.6-1.6x),
-  rotation and flips vary per region.
-* 3-6 object shapes (ellipses, star polygons, thresholded smooth random fields) overlap in a
-  random order over a background that may itself be two photos joined along a smooth curve;
-  region edges are feathered and a 1-pixel band on each side of every class boundary is 255 =
-  ignore, as in VOC. Mild blur and noise cover the whole image.
+* 8 classes. Each object class is one *stationary* texture source (``EMBEDDED_SOURCES``: grass,
+  gravel, brick, moon surface, cat fur, printed text, stained tissue) whose train and val parts look
+  alike, rendered in a characteristic but jittered colour (``CLASS_TINTS``), so colour narrows the
+  class down and texture decides between neighbours (grass/gravel, brick/cat, moon/text).
+* ``background`` is a mix of three scene photos, softened by a blur, and may itself be two photos
+  joined along a smooth curve (an edge that is no class edge).
+* 2-4 object shapes (ellipses, star polygons, thresholded smooth random fields) overlap in a random
+  order; region edges are feathered and a 1-pixel band on each side of every class boundary is
+  255 = ignore, as in VOC. Mild blur and noise cover the whole image.
 * Train and val crops come from disjoint parts of every source: the left 60 % of its columns
   for ``train``, the right 40 % for ``val`` (recorded per region in ``manifest.json``).
+
+Version history: v4 (photo-identity classes such as "astronaut", per-region random tints,
+distractor shapes) could not be learned in a few hundred CPU iterations even by a model given
+the answer as one-hot input channels (about 20 mIoU after 120 steps), so the demo measured noise.
 
 The result is written in the ``folder`` layout (PNG images, palette PNG masks, ``classes.txt``,
 ``palette.txt``) with ``embedded.json`` as the version stamp: a copy made by another generator
@@ -43,26 +45,29 @@ from ladseg.data.classes import IGNORE_COLOR, IGNORE_INDEX
 from ladseg.data.datasets import FolderDataset
 from ladseg.errors import DatasetError
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 TRAIN_FRACTION = 0.6  # columns [0, 60 %) of every source feed train, [60 %, 100 %) feed val
 STAMP = "embedded.json"
-RANDOM_MEAN_P = 0.0  # share of regions whose mean colour is replaced: the main difficulty knob
 
-EMBEDDED_CLASSES = ("background", "grass", "gravel", "brick", "moon", "cat", "astronaut", "tissue")
+EMBEDDED_CLASSES = ("background", "grass", "gravel", "brick", "moon", "cat", "text", "tissue")
 EMBEDDED_PALETTE = np.array(
     [[0, 0, 0], [60, 180, 75], [170, 170, 170], [200, 60, 40], [0, 130, 200], [245, 130, 48],
      [145, 30, 180], [240, 50, 230]],
     dtype=np.uint8,
 )  # fmt: skip
-# source photo -> class id (all shipped inside scikit-image, no download)
+# source image -> class id (all shipped inside scikit-image, no download)
 EMBEDDED_SOURCES: dict[str, int] = {
     "coffee": 0, "rocket": 0, "stereo_motorcycle": 0,  # background scenes
-    "coins": 0, "clock": 0, "page": 0, "retina": 0,  # distractor shapes, labelled background
-    "grass": 1, "gravel": 2, "brick": 3, "moon": 4, "chelsea": 5, "astronaut": 6,
+    "grass": 1, "gravel": 2, "brick": 3, "moon": 4, "chelsea": 5, "page": 6,
     "immunohistochemistry": 7,
 }  # fmt: skip
 BACKGROUND_SOURCES = ("coffee", "rocket", "stereo_motorcycle")
-DISTRACTOR_SOURCES = ("coins", "clock", "page", "retina")
+# class id -> RGB gain applied to the texture's grey levels (None: keep the source's own colours)
+CLASS_TINTS: dict[int, tuple[float, float, float] | None] = {
+    1: (0.55, 0.85, 0.45), 2: (0.85, 0.78, 0.65), 3: (0.95, 0.55, 0.45), 4: (0.6, 0.72, 0.95),
+    5: None, 6: (0.9, 0.9, 0.8), 7: None,
+}  # fmt: skip
+BACKGROUND_BLUR = 1.2  # sigma (px) softening background photos: scenes vs crisp textures
 
 
 def default_root() -> Path:
@@ -109,25 +114,17 @@ def _texture(rng: np.random.Generator, src: _Source, split: str, size: int) -> t
     return np.ascontiguousarray(tex), [y0, x0, y0 + c, x0 + c]
 
 
-def _appearance(rng: np.random.Generator, tex: np.ndarray) -> np.ndarray:
-    """Per-region colour jitter so that mean colour is a weak cue across classes:
-    desaturate by ``s``, scale contrast by ``k`` around the mean, then move the mean to a tinted
-    target (a random colour with probability RANDOM_MEAN_P, else the region's own mean, brightness-jittered)."""
-    luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    gray = tex @ luma
-    sat, contrast = rng.uniform(0.6, 1.0), rng.uniform(0.8, 1.2)
-    tex_mean = tex.mean(axis=(0, 1))
-    mean = (1.0 - sat) * float(tex_mean @ luma) + sat * tex_mean  # mean of the desaturated region
-    tint = rng.uniform(0.9, 1.1, size=3)
-    target = (
-        rng.uniform(0.25, 0.7) * tint
-        if rng.random() < RANDOM_MEAN_P
-        else mean * rng.uniform(0.85, 1.15) * tint
-    )
-    # ((1 - s) * gray + s * tex - mean) * k + target, as one affine map per channel
-    out = (sat * contrast) * tex + ((1.0 - sat) * contrast) * gray[..., None]
-    out += (target - contrast * mean).astype(np.float32)
-    return np.clip(out, 0.0, 1.0, out=out)
+def _appearance(rng: np.random.Generator, tex: np.ndarray, tint: tuple[float, float, float] | None) -> np.ndarray:
+    """Per-region colour: the class tint (or the source's own colours) with jittered gain per
+    channel (+-12 %), contrast (0.8-1.2x) and brightness (0.85-1.15x), so colour is a strong but
+    overlapping cue and texture still matters."""
+    if tint is not None:
+        luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        tex = (tex @ luma)[..., None] * np.asarray(tint, dtype=np.float32) * 1.25
+    mean = tex.mean(axis=(0, 1))
+    gain = rng.uniform(0.88, 1.12, size=3) * rng.uniform(0.85, 1.15)
+    out = (tex - mean) * rng.uniform(0.8, 1.2) + mean * gain
+    return np.clip(out.astype(np.float32), 0.0, 1.0)
 
 
 def _shape(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -182,17 +179,18 @@ def make_scene(
 
     def region(name: str) -> np.ndarray:
         tex, box = _texture(rng, sources[name], split, size)
-        records.append({"source": name, "label": EMBEDDED_SOURCES[name], "box": box})
-        return _appearance(rng, tex)
+        label_id = EMBEDDED_SOURCES[name]
+        records.append({"source": name, "label": label_id, "box": box})
+        if label_id == 0:
+            return ndimage.gaussian_filter(_appearance(rng, tex, None), sigma=(BACKGROUND_BLUR,) * 2 + (0.0,))
+        return _appearance(rng, tex, CLASS_TINTS[label_id])
 
     canvas = region(str(rng.choice(BACKGROUND_SOURCES)))
     label = np.zeros((size, size), dtype=np.uint8)
     if rng.random() < 0.5:  # a second background photo along a smooth curve: an edge that is no class edge
         _paste(canvas, region(str(rng.choice(BACKGROUND_SOURCES))), _shape(rng, size))
     class_sources = [n for n in EMBEDDED_SOURCES if EMBEDDED_SOURCES[n] > 0]
-    layers = list(rng.choice(class_sources, size=int(rng.integers(3, 7))))
-    layers += list(rng.choice(DISTRACTOR_SOURCES, size=int(rng.integers(0, 3))))
-    for name in rng.permutation(layers):
+    for name in rng.choice(class_sources, size=int(rng.integers(2, 5))):
         mask = _shape(rng, size)
         _paste(canvas, region(str(name)), mask)
         label[mask] = EMBEDDED_SOURCES[str(name)]

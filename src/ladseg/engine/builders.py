@@ -148,12 +148,24 @@ def build_method_from_config(
 
 
 # -- optimisation ----------------------------------------------------------------------------
-def build_optimizer(method: nn.Module, cfg: Config) -> torch.optim.SGD:
-    """SGD over the trainable parameters; outside the backbone the lr is ``head_lr_mult`` x lr.
+#: ``optim.name`` -> (param groups, optim config) -> optimiser
+OPTIMIZERS: dict[str, Any] = {
+    "sgd": lambda groups, o: torch.optim.SGD(
+        groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
+    ),
+    "adamw": lambda groups, o: torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay),
+}
+
+
+def build_optimizer(method: nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """``optim.name`` (SGD by default, AdamW) over the trainable parameters; outside the backbone
+    the lr is ``head_lr_mult`` x lr.
 
     The teacher is not a submodule of the method, so it never reaches the optimiser.
     """
     o = cfg.optim
+    if o.name not in OPTIMIZERS:
+        raise ConfigError(f"optim.name: unknown optimiser {o.name!r}; valid: {sorted(OPTIMIZERS)}")
     student = getattr(method, "student", None)
     backbone = getattr(student, "backbone", None)
     backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
@@ -165,4 +177,4 @@ def build_optimizer(method: nn.Module, cfg: Config) -> torch.optim.SGD:
     groups = [g for g in groups if g["params"]]
     if not groups:
         raise ConfigError(f"method {cfg.method_name!r} has no trainable parameters")
-    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    return OPTIMIZERS[o.name](groups, o)

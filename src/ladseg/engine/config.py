@@ -70,6 +70,7 @@ class TeacherConfig:
 
 @dataclass
 class OptimConfig:
+    name: str = "sgd"  # sgd (the field's recipe) | adamw (faster start for short runs; momentum unused)
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -189,6 +190,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return copy.deepcopy(value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 3e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise _type_error(key, value, tp) from None
     if tp in (int, float) and isinstance(value, bool):
         raise _type_error(key, value, tp)
     if isinstance(value, tp):
