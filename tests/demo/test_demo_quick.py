@@ -33,14 +33,21 @@ def test_quick_demo_writes_a_sane_report(tmp_path: Path, capsys) -> None:
     gain = summary["rows"]["LAD student"]["mIoU"] - summary["rows"]["control"]["mIoU"]
     assert math.isclose(summary["gain_vs_control"]["mean"], gain, abs_tol=1e-6)
     assert "LAD student − control" in printed and "teacher (no labels)" in printed
+    label_use = summary["rows"]["teacher (with labels)"]["mIoU"] - summary["rows"]["teacher (no labels)"]["mIoU"]
+    assert math.isclose(summary["label_use"]["mean"], label_use, abs_tol=1e-6)
+    assert "Teacher with − without its label channel" in printed
     # each stage ran to its iteration count, and the student and the control started from the baseline
     for stage in ("baseline", "teacher", "student", "control"):
         assert (out / "seed0" / stage / "last.pth").is_file()
 
 
-def test_student_and_control_share_the_finetuning_recipe(tmp_path: Path) -> None:
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "configs" / "_recipes_").glob("demo*.yaml"))
+
+
+@pytest.mark.parametrize("recipe_path", RECIPES, ids=lambda p: p.stem)
+def test_student_and_control_share_the_finetuning_recipe(tmp_path: Path, recipe_path: Path) -> None:
     """The control differs from the LAD student only by the teacher: same start, iterations and lr."""
-    recipe = load_recipe()
+    recipe = load_recipe(recipe_path)
     for profile in recipe.profiles:
         student = stage_config(recipe, "student", tmp_path, 0, profile, [])
         control = stage_config(recipe, "control", tmp_path, 0, profile, [])
@@ -59,3 +66,25 @@ def test_bad_recipe_is_a_clear_error(tmp_path: Path) -> None:
         load_recipe(bad)
     with pytest.raises(ConfigError, match="unknown demo profile"):
         load_recipe().overrides("nope", "baseline")
+
+
+def test_report_says_when_the_teacher_ignores_its_label() -> None:
+    """The gain over the control is only label assistance when the teacher reads its label."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from ladseg.demo.report import markdown_table, summarize
+
+    def seed(teacher_with: float, teacher_without: float) -> SimpleNamespace:
+        values = {"baseline": 0.30, "control": 0.32, "teacher (with labels)": teacher_with,
+                  "teacher (no labels)": teacher_without, "LAD student": 0.34}  # fmt: skip
+        metrics = {k: SimpleNamespace(miou=v, iou=torch.tensor([v, v])) for k, v in values.items()}
+        return SimpleNamespace(seed=0, class_names=["a", "b"], metrics=metrics, seconds={"baseline": 1.0})
+
+    blind = summarize([seed(0.40, 0.399)])
+    assert blind["label_use"]["mean"] == pytest.approx(0.1)
+    assert "barely uses its label channel" in markdown_table(blind)
+    aware = summarize([seed(0.80, 0.20)])
+    assert aware["label_use"]["mean"] == pytest.approx(60.0)
+    assert "barely uses" not in markdown_table(aware)

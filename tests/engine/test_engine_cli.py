@@ -20,6 +20,18 @@ def trained_run(tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) 
     return cfg_path, tmp_path / "run"
 
 
+def test_train_summary_is_printed_by_rank_zero_only(
+    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under torchrun every process runs the CLI; only rank 0 prints the final summary."""
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_config(tiny_root, tmp_path / "run").to_dict()))
+    monkeypatch.setenv("RANK", "1")
+    assert main(["train", str(cfg_path), "train.iters=1", "train.val_interval=1"]) == 0
+    out = capsys.readouterr().out
+    assert "run folder" not in out and '"mIoU"' not in out
+
+
 def test_eval_prints_table_and_json(trained_run: tuple[Path, Path], tmp_path: Path, capsys) -> None:
     cfg_path, run = trained_run
     code = main(["eval", str(cfg_path), "--checkpoint", str(run / "best.pth"), "--mode", "multiscale",

@@ -34,6 +34,7 @@ def test_overrides_parse_yaml_scalars(tmp_path: Path) -> None:
             "teacher.checkpoint=t.pth",
             "method.tau=2",
             "optim.lr=1",
+            "optim.weight_decay=5e-4",  # YAML 1.1 reads this (no dot) as a string
         ],
     )
     assert cfg.train.iters == 100
@@ -41,6 +42,7 @@ def test_overrides_parse_yaml_scalars(tmp_path: Path) -> None:
     assert cfg.teacher.checkpoint == "t.pth"
     assert cfg.method == {"name": "supervised", "tau": 2}
     assert isinstance(cfg.optim.lr, float) and cfg.optim.lr == 1.0
+    assert cfg.optim.weight_decay == 5e-4
 
 
 def test_unknown_key_names_dotted_path() -> None:
@@ -59,6 +61,8 @@ def test_wrong_type_names_key_and_expected_type() -> None:
         config_from_dict({"train": {"amp": "fp8"}})
     with pytest.raises(ConfigError, match=r"model\.aux"):
         config_from_dict({"model": {"aux": 1}})
+    with pytest.raises(ConfigError, match=r"'optim\.lr'.*float"):
+        config_from_dict({"optim": {"lr": "fast"}})
 
 
 def test_teacher_config_is_inlined(tmp_path: Path) -> None:

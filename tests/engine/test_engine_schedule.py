@@ -37,6 +37,22 @@ def test_poly_with_linear_warmup_and_head_multiplier() -> None:
     assert backbone["lr"] == pytest.approx(0.1 * 0.5**0.9)
 
 
+def test_optimizer_is_chosen_by_name_with_the_same_param_groups() -> None:
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.student = build_model("fcn", "resnet18", 3, head={"channels": 8})
+
+    cfg = config_from_dict({"optim": {"name": "adamw", "lr": 0.003, "head_lr_mult": 2.0, "weight_decay": 0.01}})
+    opt = build_optimizer(M(), cfg)
+    assert isinstance(opt, torch.optim.AdamW)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.003, 0.006])
+    assert opt.param_groups[0]["weight_decay"] == 0.01
+    assert isinstance(build_optimizer(M(), config_from_dict({})), torch.optim.SGD)  # the default
+    with pytest.raises(ConfigError, match=r"optim\.name.*adamw"):
+        build_optimizer(M(), config_from_dict({"optim": {"name": "lion"}}))
+
+
 def test_amp_choices_on_cpu() -> None:
     cpu = torch.device("cpu")
     assert build_amp("auto", cpu).dtype is None

@@ -101,7 +101,7 @@ def test_load_pretrained_non_strict_skips_misfits() -> None:
 
 
 def test_missing_and_non_weight_files(tmp_path) -> None:
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="weights file not found"):
         read_weights_file(tmp_path / "nope.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pth"):

@@ -23,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ladseg.cli import is_out_of_memory, out_of_memory_error
     from ladseg.engine.config import load_config
+    from ladseg.engine.dist import launched_as_main_process
     from ladseg.engine.trainer import train
 
     cfg = load_config(args.config, args.overrides)
@@ -41,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
             f"data.crop_size=[{smaller[0]},{smaller[1]}] (train.amp=bf16 also saves memory); "
             f"a run folder with last.pth resumes from it",
         ) from exc
+    if not launched_as_main_process():  # under torchrun only rank 0 reports
+        return 0
     summary = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}
     print(json.dumps(summary, indent=2))
     print(f"run folder: {result['work_dir']}")

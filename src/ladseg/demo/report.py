@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from ladseg.demo.pipeline import DemoRecipe, SeedResult
 
 GAIN = ("LAD student", "control")  # the gain the demo reports: LAD student minus control
+LABEL_USE = ("teacher (with labels)", "teacher (no labels)")  # how much the teacher reads its label
+LABEL_AWARE_MIOU = 1.0  # below this gap the teacher is reported as not using its label channel
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -54,6 +56,9 @@ def summarize(results: list[SeedResult]) -> dict[str, Any]:
     summary["gain_vs_control"] = {"mean": mean, "std": std, "per_seed": diffs}
     base = [(r.metrics[GAIN[0]].miou - r.metrics["baseline"].miou) * 100 for r in results]
     summary["gain_vs_baseline"] = {"mean": _mean_std(base)[0], "std": _mean_std(base)[1], "per_seed": base}
+    if all(row in results[0].metrics for row in LABEL_USE):
+        use = [(r.metrics[LABEL_USE[0]].miou - r.metrics[LABEL_USE[1]].miou) * 100 for r in results]
+        summary["label_use"] = {"mean": _mean_std(use)[0], "std": _mean_std(use)[1], "per_seed": use}
     summary["stage_seconds"] = {k: statistics.fmean(r.seconds[k] for r in results) for k in results[0].seconds}
     return summary
 
@@ -71,6 +76,14 @@ def markdown_table(summary: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"**LAD student − control: {g['mean']:+.2f} mIoU**" + (f" (± {g['std']:.2f}; per seed {', '.join(f'{d:+.2f}' for d in g['per_seed'])})" if n > 1 else ""))
     lines.append(f"LAD student − baseline: {b['mean']:+.2f} mIoU (includes the extra fine-tuning iterations)")
+    use = summary.get("label_use")
+    if use is not None:
+        lines.append(f"Teacher with − without its label channel: {use['mean']:+.2f} mIoU")
+        if use["mean"] < LABEL_AWARE_MIOU:
+            lines.append(
+                "The teacher barely uses its label channel, so the student's gain over the control is that of "
+                "distillation from a same-size teacher, not of label assistance."
+            )
     return "\n".join(lines)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import glob
 import os
-import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import nn
 
 from ladseg.errors import CheckpointError
 from ladseg.models import Segmentor, build_model
+from ladseg.models.weights import safe_torch_load
 
 # What a reference (CIRKD/LAD) checkpoint implies about its inputs.
 REFERENCE_META = {"normalize": "reference_bgr", "class_names": None, "palette": None}
@@ -100,20 +100,7 @@ def _fsync_dir(folder: Path) -> None:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint safely (weights_only=True): an unsafe pickle is refused, not run."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{path}: refusing to load a checkpoint that needs arbitrary pickled objects "
-            f"(weights_only=True failed: {str(exc).splitlines()[0]}); expected plain tensors and data"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        prev = path.with_name(path.name + ".prev")
-        hint = f"; the previous checkpoint {prev} may still be good" if prev.is_file() else ""
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc}){hint}") from None
+    payload = safe_torch_load(path, "checkpoint")
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: expected a mapping at the top level, got {type(payload).__name__}")
     return payload

@@ -36,6 +36,11 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
+def launched_as_main_process() -> bool:
+    """Rank 0 of a torchrun launch (or a plain run), also after the process group is left."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def env_world_size() -> int:
     """The world size torchrun announced (1 when not launched by torchrun)."""
     return int(os.environ.get("WORLD_SIZE", "1"))

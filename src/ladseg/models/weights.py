@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -105,26 +106,37 @@ def load_pretrained(
     module.load_state_dict(sd, strict=strict)
 
 
+def safe_torch_load(path: str | Path, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` with one set of clear errors for every reader.
+
+    A missing file, a pickle that needs code to run (refused, never run) and an unreadable file
+    each raise :class:`CheckpointError` naming ``what`` and the path; a damaged ``last.pth`` points
+    at its ``.prev`` copy when there is one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found: {str(path)!r} (expected a local .pth file)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refusing to load {what} {str(path)!r}: it is an unsafe pickle that needs code to run "
+            f"(torch.load weights_only=True said: {str(exc).splitlines()[0]}); "
+            "re-save it as plain tensors and data (e.g. a state_dict)"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        prev = path.with_name(path.name + ".prev")
+        hint = f"; the previous checkpoint {prev} may still be good" if prev.is_file() else ""
+        raise CheckpointError(f"cannot read {str(path)!r} as a PyTorch {what}: {exc}{hint}") from None
+
+
 def read_weights_file(path: str | Path) -> dict[str, Tensor]:
     """Read a local ``.pth`` safely (``weights_only=True``) and return a flat name -> tensor dict.
 
     Unwraps ``{"state_dict": ...}`` / ``{"model": ...}`` containers and strips the ``module.``
     prefix that DataParallel / DDP add. A pickle that needs to run code is refused.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights file {str(path)!r} does not exist (expected a local .pth file)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"refused to load {str(path)!r} as unsafe: it is a pickle that needs code to run "
-            f"(torch.load weights_only=True said: {str(exc).splitlines()[0]}); "
-            "re-save it as a plain state_dict of tensors"
-        ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read {str(path)!r} as a PyTorch weights file: {exc}") from exc
-    return unwrap_state_dict(obj, source=str(path))
+    return unwrap_state_dict(safe_torch_load(path, "weights file"), source=str(path))
 
 
 def unwrap_state_dict(obj: object, source: str = "checkpoint") -> dict[str, Tensor]:
