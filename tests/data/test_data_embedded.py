@@ -43,7 +43,7 @@ def test_every_class_present_and_an_ignore_band(small_root: Path) -> None:
     counts = sum(np.bincount(ds[i]["mask"].ravel(), minlength=256) for i in range(len(ds)))
     k = len(EMBEDDED_CLASSES)
     freq = counts[:k] / counts.sum()
-    assert (freq > 0.01).all(), freq
+    assert (freq > 0.005).all(), freq  # 24 small images: each object class covers about 1-7 %
     assert counts[k:255].sum() == 0
     assert 0.01 < counts[255] / counts.sum() < 0.2  # a thin band, not the bulk
 

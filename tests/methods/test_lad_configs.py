@@ -17,6 +17,10 @@ CONFIGS = sorted(
 )
 
 
+NUM_CLASSES = {"voc": 21, "cityscapes": 19, "ade20k": 150, "coco_stuff10k": 171, "coco_stuff164k": 171,
+               "camvid": 11, "embedded": 8}  # fmt: skip
+
+
 def test_there_are_lad_configs_for_every_dataset() -> None:
     folders = {p.parent.name for p in CONFIGS}
     assert {"voc", "cityscapes", "ade20k", "coco_stuff10k", "coco_stuff164k", "demo"} <= folders
@@ -29,11 +33,12 @@ def test_config(path: Path) -> None:
     params = cls.parse_params(cfg.method_params)
     if cfg.method_name == "lad_teacher":
         enc = EncoderParams.from_dict(params.encoder)
-        assert cfg.model.in_channels == 3 + channels(enc.kind, 21)
+        assert cfg.model.in_channels == 3 + channels(enc.kind, NUM_CLASSES[cfg.data.dataset])
     elif cfg.method_name == "distill":
         assert cfg.model.in_channels == 3
-        assert cfg.teacher.model is not None and cfg.teacher.model.in_channels == 4
         teacher_cfg = load_config(path.parent / cfg.teacher.config)
+        t_channels = channels(teacher_cfg.method_params["encoder"]["kind"], NUM_CLASSES[cfg.data.dataset])
+        assert cfg.teacher.model is not None and cfg.teacher.model.in_channels == 3 + t_channels
         assert teacher_cfg.method_name == "lad_teacher"
         assert teacher_cfg.model.name == cfg.model.name and teacher_cfg.data.dataset == cfg.data.dataset
         t_enc = EncoderParams.from_dict(teacher_cfg.method_params["encoder"])

@@ -2,7 +2,7 @@
 trained with the dual-path method beats the same network trained without labels, and its advantage
 comes from the label channels (evaluated with them zeroed it falls back).
 
-* Always on (CI size, about 30 s on 2 CPU cores): the one-hot label encoding. A network from random
+* Always on (CI size, about a minute on 2 CPU cores): the one-hot label encoding. A network from random
   weights learns to read one-hot channels within a few dozen steps, so this checks the whole label
   path (encoding in training, the widened first conv, checkpoint, evaluation with and without
   labels) and not the learning speed.
@@ -67,7 +67,7 @@ def _teacher_vs_plain(tmp_path: Path, encoder: dict[str, Any], iters: int) -> tu
 
 
 def test_onehot_teacher_uses_its_labels_and_beats_the_same_network_without(tmp_path: Path) -> None:
-    with_labels, zeroed, plain = _teacher_vs_plain(tmp_path, {"kind": "onehot", "noise": 0.03}, iters=40)
+    with_labels, zeroed, plain = _teacher_vs_plain(tmp_path, {"kind": "onehot", "noise": 0.03}, iters=80)
     assert with_labels > plain + 20.0, (with_labels, plain)
     assert with_labels > zeroed + 20.0, (with_labels, zeroed)
 
