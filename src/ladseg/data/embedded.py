@@ -67,6 +67,7 @@ CLASS_TINTS: dict[int, tuple[float, float, float] | None] = {
     1: (0.55, 0.85, 0.45), 2: (0.85, 0.78, 0.65), 3: (0.95, 0.55, 0.45), 4: (0.6, 0.72, 0.95),
     5: None, 6: (0.9, 0.9, 0.8), 7: None,
 }  # fmt: skip
+TINT_BRIGHTNESS = 1.25  # tints are < 1 per channel; this keeps tinted textures about as bright as the source
 BACKGROUND_BLUR = 1.2  # sigma (px) softening background photos: scenes vs crisp textures
 
 
@@ -120,7 +121,7 @@ def _appearance(rng: np.random.Generator, tex: np.ndarray, tint: tuple[float, fl
     overlapping cue and texture still matters."""
     if tint is not None:
         luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        tex = (tex @ luma)[..., None] * np.asarray(tint, dtype=np.float32) * 1.25
+        tex = (tex @ luma)[..., None] * np.asarray(tint, dtype=np.float32) * TINT_BRIGHTNESS
     mean = tex.mean(axis=(0, 1))
     gain = rng.uniform(0.88, 1.12, size=3) * rng.uniform(0.85, 1.15)
     out = (tex - mean) * rng.uniform(0.8, 1.2) + mean * gain
