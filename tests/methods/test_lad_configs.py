@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from ladseg.data import DATASETS
+from ladseg.data.embedded import EMBEDDED_CLASSES
 from ladseg.engine.config import load_config
 from ladseg.methods import METHODS
 from ladseg.methods.label_encoding import EncoderParams, channels
@@ -17,8 +19,11 @@ CONFIGS = sorted(
 )
 
 
-NUM_CLASSES = {"voc": 21, "cityscapes": 19, "ade20k": 150, "coco_stuff10k": 171, "coco_stuff164k": 171,
-               "camvid": 11, "embedded": 8}  # fmt: skip
+def num_classes(dataset: str) -> int:
+    """The dataset's class count, from the dataset classes themselves (the embedded one is a folder dataset)."""
+    if dataset == "embedded":
+        return len(EMBEDDED_CLASSES)
+    return len(DATASETS.get(dataset).classes)
 
 
 def test_there_are_lad_configs_for_every_dataset() -> None:
@@ -33,11 +38,11 @@ def test_config(path: Path) -> None:
     params = cls.parse_params(cfg.method_params)
     if cfg.method_name == "lad_teacher":
         enc = EncoderParams.from_dict(params.encoder)
-        assert cfg.model.in_channels == 3 + channels(enc.kind, NUM_CLASSES[cfg.data.dataset])
+        assert cfg.model.in_channels == 3 + channels(enc.kind, num_classes(cfg.data.dataset))
     elif cfg.method_name == "distill":
         assert cfg.model.in_channels == 3
         teacher_cfg = load_config(path.parent / cfg.teacher.config)
-        t_channels = channels(teacher_cfg.method_params["encoder"]["kind"], NUM_CLASSES[cfg.data.dataset])
+        t_channels = channels(teacher_cfg.method_params["encoder"]["kind"], num_classes(cfg.data.dataset))
         assert cfg.teacher.model is not None and cfg.teacher.model.in_channels == 3 + t_channels
         assert teacher_cfg.method_name == "lad_teacher"
         assert teacher_cfg.model.name == cfg.model.name and teacher_cfg.data.dataset == cfg.data.dataset
