@@ -36,6 +36,13 @@ def _fmt(mean: float, std: float, n: int) -> str:
     return f"{mean:.2f}" if n == 1 else f"{mean:.2f} ± {std:.2f}"
 
 
+def _gap(results: list[SeedResult], row: str, minus: str) -> dict[str, Any]:
+    """mIoU of ``row`` minus that of ``minus`` (points), per seed and as mean / std."""
+    per_seed = [(r.metrics[row].miou - r.metrics[minus].miou) * 100 for r in results]
+    mean, std = _mean_std(per_seed)
+    return {"mean": mean, "std": std, "per_seed": per_seed}
+
+
 def summarize(results: list[SeedResult]) -> dict[str, Any]:
     """mIoU and per-class IoU (percent) of every row, per seed and as mean / std over seeds."""
     rows = list(results[0].metrics)
@@ -51,14 +58,10 @@ def summarize(results: list[SeedResult]) -> dict[str, Any]:
             "mIoU": mean, "mIoU_std": std, "mIoU_per_seed": mious,
             "IoU": dict(zip(names, [None if math.isnan(v) else float(v) for v in per_class], strict=True)),
         }  # fmt: skip
-    diffs = [(r.metrics[GAIN[0]].miou - r.metrics[GAIN[1]].miou) * 100 for r in results]
-    mean, std = _mean_std(diffs)
-    summary["gain_vs_control"] = {"mean": mean, "std": std, "per_seed": diffs}
-    base = [(r.metrics[GAIN[0]].miou - r.metrics["baseline"].miou) * 100 for r in results]
-    summary["gain_vs_baseline"] = {"mean": _mean_std(base)[0], "std": _mean_std(base)[1], "per_seed": base}
+    summary["gain_vs_control"] = _gap(results, *GAIN)
+    summary["gain_vs_baseline"] = _gap(results, GAIN[0], "baseline")
     if all(row in results[0].metrics for row in LABEL_USE):
-        use = [(r.metrics[LABEL_USE[0]].miou - r.metrics[LABEL_USE[1]].miou) * 100 for r in results]
-        summary["label_use"] = {"mean": _mean_std(use)[0], "std": _mean_std(use)[1], "per_seed": use}
+        summary["label_use"] = _gap(results, *LABEL_USE)
     summary["stage_seconds"] = {k: statistics.fmean(r.seconds[k] for r in results) for k in results[0].seconds}
     return summary
 
