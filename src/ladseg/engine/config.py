@@ -96,6 +96,8 @@ class TrainConfig:
     # off on CPU (PyTorch's SyncBatchNorm needs a GPU). DDP's find_unused_parameters.
     sync_bn: bool | None = None
     find_unused_parameters: bool = False
+    # Validate and save an exponential moving average of the weights (e.g. 0.99); None = off.
+    ema_decay: float | None = None
 
 
 @dataclass
@@ -253,6 +255,8 @@ def _check_values(cfg: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"config key {key!r}: expected a positive integer, got {value}")
+    if cfg.train.ema_decay is not None and not 0.0 < cfg.train.ema_decay < 1.0:
+        raise ConfigError(f"config key 'train.ema_decay': expected a number in (0, 1) or null, got {cfg.train.ema_decay}")
     if not isinstance(cfg.method.get("name", "supervised"), str):
         raise ConfigError(f"config key 'method.name': expected a method name, got {cfg.method.get('name')!r}")
 

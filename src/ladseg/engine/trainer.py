@@ -8,6 +8,10 @@ method, SGD with a poly schedule, then runs an iteration-based loop::
         every val_interval:        evaluate(method.eval_model()) -> best.pth on a new best mIoU
         every checkpoint_interval: last.pth (model + meta + resume state)
 
+With ``train.ema_decay`` set, an exponential moving average of the deployed network's weights
+(:mod:`ladseg.engine.ema`) is what validation runs and what ``model`` in a checkpoint holds; the
+raw weights stay in the resume state.
+
 ``self.module`` is what the loop calls: the method, or DistributedDataParallel around it when
 launched by torchrun (``WORLD_SIZE > 1``; see :mod:`ladseg.engine.dist`). Under a process group
 the global ``data.batch_size`` is split over the processes, training data comes from a
@@ -24,6 +28,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +61,7 @@ from ladseg.engine.dist import (
     rank,
     world_size,
 )
+from ladseg.engine.ema import WeightAverage
 from ladseg.engine.evaluation import evaluate, move_batch
 from ladseg.engine.logging import RunLogger, drop_records_after
 from ladseg.engine.metrics import SegMetrics
@@ -92,6 +98,8 @@ class Trainer:
             self.optimizer, cfg.train.iters, o.poly_power, o.warmup_iters, o.warmup_ratio
         )
         self.amp = build_amp(cfg.train.amp, self.device)
+        decay = cfg.train.ema_decay
+        self.ema = WeightAverage(self.method.export_model(), decay) if decay is not None else None
         self.iteration = 0
         self.best_miou = -math.inf
         self.last_metrics: dict[str, Any] = {}
@@ -184,11 +192,21 @@ class Trainer:
         scaler.scale(loss).backward()
         scaler.step(self.optimizer)
         scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.method.export_model())
         self.iteration += 1
         return {k: v.detach().float() for k, v in terms.items()}
 
     # -- validation and checkpoints --------------------------------------------------------
+    def deployed_weights(self) -> AbstractContextManager[None]:
+        """Inside it the deployed network holds the weights that are validated and saved (EMA or own)."""
+        return self.ema.applied(self.method.export_model()) if self.ema is not None else nullcontext()
+
     def validate(self) -> SegMetrics:
+        with self.deployed_weights():
+            return self._validate()
+
+    def _validate(self) -> SegMetrics:
         e, d = self.cfg.eval, self.cfg.data
         broadcast_buffers(self.method)  # every shard evaluates rank 0's network (the one it saves)
         loader = build_loader_for(self.cfg, self.val_set, train=False)
@@ -214,7 +232,9 @@ class Trainer:
     def save(self, name: str, with_state: bool) -> None:
         if not is_main_process():
             return
-        payload: dict[str, Any] = {"model": self.method.export_model().state_dict(), "meta": self.meta()}
+        with self.deployed_weights():
+            model_state = {k: v.clone() for k, v in self.method.export_model().state_dict().items()}
+        payload: dict[str, Any] = {"model": model_state, "meta": self.meta()}
         if with_state:
             payload["state"] = {
                 "method": self.method.state_dict(),
@@ -224,6 +244,7 @@ class Trainer:
                 "iteration": self.iteration,
                 "best_miou": self.best_miou,
                 "rng": get_rng_state(),
+                "ema": self.ema.state_dict() if self.ema is not None else None,
             }
         save_checkpoint(self.work_dir / name, payload)
 
@@ -239,6 +260,13 @@ class Trainer:
         self.schedule.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self.amp.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            if state.get("ema"):
+                self.ema.load_state_dict(state["ema"])
+            else:  # EMA switched on for a run that had none: the average starts at the resumed weights
+                self.ema = WeightAverage(self.method.export_model(), self.ema.decay)
+                if is_main_process():
+                    print(f"{path} has no weight average; train.ema_decay starts one at this iteration")
         self.iteration = int(state["iteration"])
         self.best_miou = float(state.get("best_miou", -math.inf))
         self.last_metrics = dict(payload["meta"].get("metrics") or {})
