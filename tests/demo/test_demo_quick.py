@@ -36,6 +36,7 @@ def test_quick_demo_writes_a_sane_report(tmp_path: Path, capsys) -> None:
     label_use = summary["rows"]["teacher (with labels)"]["mIoU"] - summary["rows"]["teacher (no labels)"]["mIoU"]
     assert math.isclose(summary["label_use"]["mean"], label_use, abs_tol=1e-6)
     assert "Teacher with − without its label channel" in printed
+    assert "Teacher label encoding: `" in (report / "report.md").read_text()
     # each stage ran to its iteration count, and the student and the control started from the baseline
     for stage in ("baseline", "teacher", "student", "control"):
         assert (out / "seed0" / stage / "last.pth").is_file()
@@ -88,3 +89,17 @@ def test_report_says_when_the_teacher_ignores_its_label() -> None:
     aware = summarize([seed(0.80, 0.20)])
     assert aware["label_use"]["mean"] == pytest.approx(60.0)
     assert "barely uses" not in markdown_table(aware)
+
+
+@pytest.mark.parametrize("recipe_path", RECIPES, ids=lambda p: p.stem)
+def test_report_names_the_teacher_encoding_of_the_recipe(recipe_path: Path) -> None:
+    from ladseg.demo.report import teacher_encoding_line
+    from ladseg.engine.config import load_config
+
+    recipe = load_recipe(recipe_path)
+    encoder = load_config(recipe.teacher).method.get("encoder") or {}
+    line = teacher_encoding_line(recipe)
+    assert f"`{encoder.get('kind', 'random_codes')}`" in line
+    for key, value in (encoder.get("corruption") or {}).items():
+        if key.endswith("_prob") and value > 0:
+            assert f"{key} {value}" in line

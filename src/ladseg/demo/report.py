@@ -163,6 +163,25 @@ def plot_predictions(result: SeedResult, recipe: DemoRecipe, profile: str, extra
     plt.close(fig)
 
 
+#: what each label encoding tells the teacher (printed in the report, so a reader knows which ran)
+ENCODING_NOTES = {
+    "random_codes": "the reference's: per-image random codes that say which pixels belong together, not their class",
+    "onehot": "an ablation: one channel per class, so the label gives the class away",
+}
+
+
+def teacher_encoding_line(recipe: DemoRecipe) -> str:
+    """One line naming the teacher's label encoding and its corruptions (from the recipe's teacher config)."""
+    from ladseg.engine.config import load_config
+    from ladseg.methods.label_encoding import EncoderParams
+
+    enc = EncoderParams.from_dict(load_config(recipe.teacher).method.get("encoder"))
+    corrupt = {k: v for k, v in vars(enc.corruption).items() if k.endswith("_prob") and v > 0}
+    extra = f", corrupted in training ({', '.join(f'{k} {v}' for k, v in corrupt.items())})" if corrupt else ""
+    note = ENCODING_NOTES.get(enc.kind, "")
+    return f"Teacher label encoding: `{enc.kind}`{' (' + note + ')' if note else ''}, noise {enc.noise}{extra}.\n"
+
+
 def write_report(
     results: list[SeedResult], out: Path, recipe: DemoRecipe, profile: str, extra: list[str], seconds: float
 ) -> dict[str, Any]:
@@ -173,8 +192,10 @@ def write_report(
     table = markdown_table(summary)
     header = (
         f"# ladseg demo: LAD on the embedded dataset ({profile} profile, seeds {summary['seeds']})\n\n"
-        "Validation split of the embedded dataset (never used for any choice); every model at its last iteration.\n"
-        "The control is the baseline trained for as many extra iterations as the LAD student, without a teacher.\n\n"
+        "Validation split of the embedded dataset (never used for any choice); every model as saved at its last "
+        "iteration (its weight average where the recipe sets train.ema_decay).\n"
+        "The control is the baseline trained for as many extra iterations as the LAD student, without a teacher.\n"
+        + teacher_encoding_line(recipe) + "\n"
     )
     times = ", ".join(f"{k} {v:.0f} s" for k, v in summary["stage_seconds"].items())
     (out / "report.md").write_text(header + table + f"\n\nTime per seed: {times}. Total: {seconds:.0f} s.\n\n"
