@@ -91,6 +91,26 @@ def test_report_says_when_the_teacher_ignores_its_label() -> None:
     assert "barely uses" not in markdown_table(aware)
 
 
+def test_report_says_whether_the_gain_stands_out_of_seed_noise() -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from ladseg.demo.report import markdown_table, summarize
+
+    def seed(i: int, control: float, student: float) -> SimpleNamespace:
+        values = {"baseline": 0.30, "control": control, "LAD student": student}
+        metrics = {k: SimpleNamespace(miou=v, iou=torch.tensor([v])) for k, v in values.items()}
+        return SimpleNamespace(seed=i, class_names=["a"], metrics=metrics, seconds={"baseline": 1.0})
+
+    steady = summarize([seed(0, 0.40, 0.42), seed(1, 0.45, 0.472), seed(2, 0.38, 0.398)])
+    assert steady["gain_vs_control"]["stderr"] == pytest.approx(0.2 / 3**0.5, rel=1e-6)
+    assert "more than 2 standard errors" in markdown_table(steady)
+    noisy = summarize([seed(0, 0.46, 0.39), seed(1, 0.37, 0.45), seed(2, 0.31, 0.44)])
+    assert "not distinguishable from seed-to-seed noise" in markdown_table(noisy)
+    assert "seed-to-seed spread is unknown" in markdown_table(summarize([seed(0, 0.40, 0.42)]))
+
+
 @pytest.mark.parametrize("recipe_path", RECIPES, ids=lambda p: p.stem)
 def test_report_names_the_teacher_encoding_of_the_recipe(recipe_path: Path) -> None:
     from ladseg.demo.report import teacher_encoding_line

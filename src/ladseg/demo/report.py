@@ -37,10 +37,21 @@ def _fmt(mean: float, std: float, n: int) -> str:
 
 
 def _gap(results: list[SeedResult], row: str, minus: str) -> dict[str, Any]:
-    """mIoU of ``row`` minus that of ``minus`` (points), per seed and as mean / std."""
+    """mIoU of ``row`` minus that of ``minus`` (points), per seed and as mean / std / standard error."""
     per_seed = [(r.metrics[row].miou - r.metrics[minus].miou) * 100 for r in results]
     mean, std = _mean_std(per_seed)
-    return {"mean": mean, "std": std, "per_seed": per_seed}
+    stderr = std / math.sqrt(len(per_seed)) if len(per_seed) > 1 else math.nan
+    return {"mean": mean, "std": std, "stderr": stderr, "per_seed": per_seed}
+
+
+def noise_verdict(gap: dict[str, Any]) -> str:
+    """Whether a paired gain stands out of the seed-to-seed noise (more than 2 standard errors from zero)."""
+    se = gap["stderr"]
+    if math.isnan(se):
+        return "One seed: the seed-to-seed spread is unknown (run --seeds 3 before reading a gain)."
+    if abs(gap["mean"]) > 2 * se:
+        return f"The gain is more than 2 standard errors (SE {se:.2f}) from zero."
+    return f"Within 2 standard errors (SE {se:.2f}) of zero: not distinguishable from seed-to-seed noise."
 
 
 def summarize(results: list[SeedResult]) -> dict[str, Any]:
@@ -78,6 +89,7 @@ def markdown_table(summary: dict[str, Any]) -> str:
     g, b = summary["gain_vs_control"], summary["gain_vs_baseline"]
     lines.append("")
     lines.append(f"**LAD student − control: {g['mean']:+.2f} mIoU**" + (f" (± {g['std']:.2f}; per seed {', '.join(f'{d:+.2f}' for d in g['per_seed'])})" if n > 1 else ""))
+    lines.append(noise_verdict(g))
     lines.append(f"LAD student − baseline: {b['mean']:+.2f} mIoU (includes the extra fine-tuning iterations)")
     use = summary.get("label_use")
     if use is not None:
