@@ -77,6 +77,11 @@ class WeightAverage:
                 for t, s in zip(live, saved, strict=True):
                     t.copy_(s)
 
+    def averaged_state_dict(self, model: nn.Module) -> dict[str, Tensor]:
+        """``model.state_dict()`` with copies of the averaged tensors in place of its own (what is saved)."""
+        shadow = dict(zip(self.names, self.shadow, strict=True))
+        return {k: shadow[k].clone() if k in shadow else v for k, v in model.state_dict().items()}
+
     def state_dict(self) -> dict[str, Any]:
         return {"decay": self.decay, "updates": self.updates, "shadow": dict(zip(self.names, self.shadow, strict=True))}
 

@@ -232,8 +232,8 @@ class Trainer:
     def save(self, name: str, with_state: bool) -> None:
         if not is_main_process():
             return
-        with self.deployed_weights():
-            model_state = {k: v.clone() for k, v in self.method.export_model().state_dict().items()}
+        model = self.method.export_model()
+        model_state = self.ema.averaged_state_dict(model) if self.ema is not None else model.state_dict()
         payload: dict[str, Any] = {"model": model_state, "meta": self.meta()}
         if with_state:
             payload["state"] = {
