@@ -109,7 +109,9 @@ def test_report_says_whether_the_gain_stands_out_of_seed_noise() -> None:
 
     steady = summarize([seed(0, 0.40, 0.42), seed(1, 0.45, 0.472), seed(2, 0.38, 0.398)])
     assert steady["gain_vs_control"]["stderr"] == pytest.approx(0.2 / 3**0.5, rel=1e-6)
-    assert "more than 2 standard errors" in markdown_table(steady)
+    assert "More than 2 standard errors (SE 0.12) from zero: a gain" in markdown_table(steady)
+    worse = summarize([seed(0, 0.42, 0.40), seed(1, 0.472, 0.45), seed(2, 0.398, 0.38)])
+    assert "from zero: a loss" in markdown_table(worse)
     noisy = summarize([seed(0, 0.46, 0.39), seed(1, 0.37, 0.45), seed(2, 0.31, 0.44)])
     assert "not distinguishable from seed-to-seed noise" in markdown_table(noisy)
     assert "seed-to-seed spread is unknown" in markdown_table(summarize([seed(0, 0.40, 0.42)]))

@@ -50,7 +50,8 @@ def noise_verdict(gap: dict[str, Any]) -> str:
     if math.isnan(se):
         return "One seed: the seed-to-seed spread is unknown (run --seeds 3 before reading a gain)."
     if abs(gap["mean"]) > 2 * se:
-        return f"The gain is more than 2 standard errors (SE {se:.2f}) from zero."
+        kind = "gain" if gap["mean"] > 0 else "loss"
+        return f"More than 2 standard errors (SE {se:.2f}) from zero: a {kind} that stands out of seed-to-seed noise."
     return f"Within 2 standard errors (SE {se:.2f}) of zero: not distinguishable from seed-to-seed noise."
 
 
