@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from ladseg.cli import main
 from ladseg.demo.pipeline import ROWS, load_recipe, stage_config
+from ladseg.demo.report import markdown_table, summarize
 from ladseg.engine.builders import method_class
 from ladseg.errors import ConfigError
 
@@ -73,19 +76,18 @@ def test_bad_recipe_is_a_clear_error(tmp_path: Path) -> None:
         load_recipe().overrides("nope", "baseline")
 
 
+def fake_seed(values: dict[str, float], seed: int = 0) -> SimpleNamespace:
+    """A stand-in for one seed's result: each row's mIoU (fraction) also as every class's IoU."""
+    metrics = {k: SimpleNamespace(miou=v, iou=torch.tensor([v, v])) for k, v in values.items()}
+    return SimpleNamespace(seed=seed, class_names=["a", "b"], metrics=metrics, seconds={"baseline": 1.0})
+
+
 def test_report_says_when_the_teacher_ignores_its_label() -> None:
     """The gain over the control is only label assistance when the teacher reads its label."""
-    from types import SimpleNamespace
-
-    import torch
-
-    from ladseg.demo.report import markdown_table, summarize
 
     def seed(teacher_with: float, teacher_without: float) -> SimpleNamespace:
-        values = {"baseline": 0.30, "control": 0.32, "teacher (with labels)": teacher_with,
-                  "teacher (no labels)": teacher_without, "LAD student": 0.34}  # fmt: skip
-        metrics = {k: SimpleNamespace(miou=v, iou=torch.tensor([v, v])) for k, v in values.items()}
-        return SimpleNamespace(seed=0, class_names=["a", "b"], metrics=metrics, seconds={"baseline": 1.0})
+        return fake_seed({"baseline": 0.30, "control": 0.32, "teacher (with labels)": teacher_with,
+                          "teacher (no labels)": teacher_without, "LAD student": 0.34})  # fmt: skip
 
     blind = summarize([seed(0.40, 0.399)])
     assert blind["label_use"]["mean"] == pytest.approx(0.1)
@@ -96,16 +98,8 @@ def test_report_says_when_the_teacher_ignores_its_label() -> None:
 
 
 def test_report_says_whether_the_gain_stands_out_of_seed_noise() -> None:
-    from types import SimpleNamespace
-
-    import torch
-
-    from ladseg.demo.report import markdown_table, summarize
-
     def seed(i: int, control: float, student: float) -> SimpleNamespace:
-        values = {"baseline": 0.30, "control": control, "LAD student": student}
-        metrics = {k: SimpleNamespace(miou=v, iou=torch.tensor([v])) for k, v in values.items()}
-        return SimpleNamespace(seed=i, class_names=["a"], metrics=metrics, seconds={"baseline": 1.0})
+        return fake_seed({"baseline": 0.30, "control": control, "LAD student": student}, i)
 
     steady = summarize([seed(0, 0.40, 0.42), seed(1, 0.45, 0.472), seed(2, 0.38, 0.398)])
     assert steady["gain_vs_control"]["stderr"] == pytest.approx(0.2 / 3**0.5, rel=1e-6)
