@@ -207,7 +207,8 @@ def write_report(
         f"# ladseg demo: LAD on the embedded dataset ({profile} profile, seeds {summary['seeds']})\n\n"
         "Validation split of the embedded dataset (never used for any choice); every model as saved at its last "
         "iteration (its weight average where the recipe sets train.ema_decay).\n"
-        "The control is the baseline trained for as many extra iterations as the LAD student, without a teacher.\n"
+        "The control is the baseline trained for as many extra iterations as the LAD student, at the same learning "
+        "rate and auxiliary-loss weight, without a teacher.\n"
         + teacher_encoding_line(recipe) + "\n"
     )
     times = ", ".join(f"{k} {v:.0f} s" for k, v in summary["stage_seconds"].items())
