@@ -8,8 +8,9 @@ near the middle of that walk: validation is steadier and usually a little better
 ``train.ema_decay: 0.99`` turns it on. Parameters and floating-point buffers (BatchNorm running
 statistics) are averaged; integer buffers are copied. Early on the decay is capped at
 ``(1 + n) / (10 + n)`` after ``n`` updates, so the average is not dominated by the first weights.
-The averaged tensors are swapped into the live network only while validating or saving
-(:meth:`WeightAverage.applied`), so the method, its wrappers and DDP never see a second network.
+The averaged tensors are swapped into the live network only while validating
+(:meth:`WeightAverage.applied`) and are read by name when saving (:meth:`averaged_state_dict`),
+so the method, its wrappers and DDP never see a second network.
 """
 
 from __future__ import annotations
@@ -77,13 +78,16 @@ class WeightAverage:
                 for t, s in zip(live, saved, strict=True):
                     t.copy_(s)
 
+    def _by_name(self) -> dict[str, Tensor]:
+        return dict(zip(self.names, self.shadow, strict=True))
+
     def averaged_state_dict(self, model: nn.Module) -> dict[str, Tensor]:
         """``model.state_dict()`` with copies of the averaged tensors in place of its own (what is saved)."""
-        shadow = dict(zip(self.names, self.shadow, strict=True))
+        shadow = self._by_name()
         return {k: shadow[k].clone() if k in shadow else v for k, v in model.state_dict().items()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"decay": self.decay, "updates": self.updates, "shadow": dict(zip(self.names, self.shadow, strict=True))}
+        return {"decay": self.decay, "updates": self.updates, "shadow": self._by_name()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         shadow = state["shadow"]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -198,24 +198,19 @@ class Trainer:
         return {k: v.detach().float() for k, v in terms.items()}
 
     # -- validation and checkpoints --------------------------------------------------------
-    def deployed_weights(self) -> AbstractContextManager[None]:
-        """Inside it the deployed network holds the weights that are validated and saved (EMA or own)."""
-        return self.ema.applied(self.method.export_model()) if self.ema is not None else nullcontext()
-
     def validate(self) -> SegMetrics:
-        with self.deployed_weights():
-            return self._validate()
-
-    def _validate(self) -> SegMetrics:
+        """Evaluate the deployed network on the val split (with the weight average swapped in, if any)."""
         e, d = self.cfg.eval, self.cfg.data
-        broadcast_buffers(self.method)  # every shard evaluates rank 0's network (the one it saves)
-        loader = build_loader_for(self.cfg, self.val_set, train=False)
-        return evaluate(
-            self.method.eval_model(), loader, self.num_classes, mode=e.mode,
-            crop_size=e.crop_size or d.crop_size, stride=e.stride, scales=e.scales, flip=e.flip,
-            scale_mode=e.scale_mode, input_fn=self.method.inference_input, device=self.device,
-            class_names=getattr(self.val_set, "classes", None), autocast=self.amp.autocast,
-        )  # fmt: skip
+        averaged = self.ema.applied(self.method.export_model()) if self.ema is not None else nullcontext()
+        with averaged:
+            broadcast_buffers(self.method)  # every shard evaluates rank 0's network (the one it saves)
+            loader = build_loader_for(self.cfg, self.val_set, train=False)
+            return evaluate(
+                self.method.eval_model(), loader, self.num_classes, mode=e.mode,
+                crop_size=e.crop_size or d.crop_size, stride=e.stride, scales=e.scales, flip=e.flip,
+                scale_mode=e.scale_mode, input_fn=self.method.inference_input, device=self.device,
+                class_names=getattr(self.val_set, "classes", None), autocast=self.amp.autocast,
+            )  # fmt: skip
 
     def meta(self) -> dict[str, Any]:
         palette = getattr(self.train_set, "palette", None)
