@@ -14,6 +14,8 @@ an unreadable image, a mask whose size differs from its image and label ids outs
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,11 +226,36 @@ def build_dataset(
     transform: Callable[[dict], dict] | None = None,
     **kwargs: Any,
 ) -> SegDataset:
-    """Build a registered dataset; ``root`` may be None only for ``embedded`` (its default root)."""
+    """Build a registered dataset; ``root`` may be None only for ``embedded`` (its default root).
+
+    ``split`` may carry a slice of the split's items in file-name order, ``"train[:300]"`` or
+    ``"train[300:]"`` (the convention of Hugging Face datasets): a held-out part of the training
+    split for choices, so that the val split stays for reporting.
+    """
     try:
         factory = DATASETS.get(name)
     except KeyError as exc:
         raise ConfigError(str(exc.args[0])) from exc
     if not root and name != "embedded":
         raise DatasetError(f"dataset {name!r} needs a root folder (data.root in the config)")
-    return factory(root=root, split=split, transform=transform, **kwargs)
+    split, part = parse_split_slice(split)
+    dataset = factory(root=root, split=split, transform=transform, **kwargs)
+    if part is not None:
+        dataset.samples = dataset.samples[part]
+        if not dataset.samples:
+            raise DatasetError(f"split slice [{part.start}:{part.stop}] of {split!r} ({name}) holds no item")
+    return dataset
+
+
+_SLICE = re.compile(r"^(?P<name>[^\[\]]+)\[(?P<start>-?\d*):(?P<stop>-?\d*)\]$")
+
+
+def parse_split_slice(split: str) -> tuple[str, slice | None]:
+    """``"train[:300]"`` -> ("train", slice(None, 300)); a plain name -> (name, None)."""
+    if "[" not in split:
+        return split, None
+    match = _SLICE.match(split)
+    if match is None:
+        raise ConfigError(f"split {split!r}: expected NAME or NAME[start:stop] with integers, e.g. train[:300]")
+    start, stop = (int(v) if v else None for v in (match["start"], match["stop"]))
+    return match["name"], slice(start, stop)

@@ -26,14 +26,22 @@ from ladseg.errors import ConfigError
 class Normalization:
     """How pixels become network input: ``(x[channels] - mean) / std`` on 0-255 pixel values.
 
-    ``bgr`` reverses the channel order first; ``label_scale`` is the scale of LAD's label channel
-    that matches this input range (about 1 for ImageNet std units, 100 for raw 0-255 pixels).
+    ``bgr`` reverses the channel order first.
     """
 
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     bgr: bool
-    label_scale: float
+
+    @property
+    def label_scale(self) -> float:
+        """The scale of LAD's label channel that matches this input range.
+
+        The reference multiplies its codes by 100 on mean-subtracted 0-255 input (std 1); the same
+        ratio of label to image is 100 / (mean std in 0-255 units) here: 100 for the reference's
+        input, about 1.74 for ImageNet mean/std (std about 57.6 pixel values).
+        """
+        return 100.0 / (sum(self.std) / 3)
 
 
 NORMALIZATIONS: dict[str, Normalization] = {
@@ -42,14 +50,12 @@ NORMALIZATIONS: dict[str, Normalization] = {
         mean=(0.485 * 255, 0.456 * 255, 0.406 * 255),
         std=(0.229 * 255, 0.224 * 255, 0.225 * 255),
         bgr=False,
-        label_scale=1.0,
     ),
     # The reference (Caffe-style) input: BGR 0-255 minus the per-channel mean, no std.
     "reference_bgr": Normalization(
         mean=(104.00698793, 116.66876762, 122.67891434),
         std=(1.0, 1.0, 1.0),
         bgr=True,
-        label_scale=100.0,
     ),
 }
 
@@ -87,7 +93,7 @@ class RandomScale:
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         lo, hi = self.scale_range
-        ratio = lo + (hi - lo) * float(torch.rand(()))
+        ratio = lo if lo == hi else lo + (hi - lo) * float(torch.rand(()))  # a fixed ratio draws nothing
         h, w = sample["image"].shape[-2:]
         size = [max(1, round(h * ratio)), max(1, round(w * ratio))]
         out = dict(sample)
@@ -125,8 +131,13 @@ def build_transforms(
     flip: bool = True,
     photometric: bool = False,
     normalize: str = "imagenet",
+    resize_ratio: float = 1.0,
 ) -> Callable[[dict], dict]:
     """The standard pipeline on a sample dict; ``crop_size`` is (H, W) and required for training.
+
+    ``resize_ratio`` resizes every sample (image bilinear, mask nearest) before the rest, in training
+    (where it multiplies the random scale) and evaluation alike, so a model trained on half-size
+    images is also scored on half-size images and labels.
 
     ``photometric`` adds colour jitter in the spirit of mmsegmentation's PhotoMetricDistortion
     (brightness, contrast, saturation, hue); it touches the image only.
@@ -136,7 +147,7 @@ def build_transforms(
         if crop_size is None:
             raise ConfigError("build_transforms(train=True) needs crop_size=(H, W)")
         crop = (int(crop_size[0]), int(crop_size[1]))
-        steps.append(RandomScale(scale_range))
+        steps.append(RandomScale((scale_range[0] * resize_ratio, scale_range[1] * resize_ratio)))
         steps.append(
             v2.RandomCrop(crop, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX})
         )
@@ -144,6 +155,8 @@ def build_transforms(
             steps.append(v2.RandomHorizontalFlip(p=0.5))
         if photometric:
             steps.append(v2.ColorJitter(brightness=0.125, contrast=0.5, saturation=0.5, hue=0.05))
+    elif resize_ratio != 1.0:
+        steps.append(RandomScale((resize_ratio, resize_ratio)))  # a fixed ratio: not random
     steps.append(Normalize(normalize))
     return v2.Compose(steps)
 

@@ -36,13 +36,19 @@ CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
 DEFAULT_RECIPE = CONFIG_DIR / "_recipes_" / "demo.yaml"
 
 STAGES = ("baseline", "teacher", "student", "control")
+#: every stage a recipe may list: the four above and ``self_distill`` (the student's loss and
+#: fine-tuning with the baseline itself as the teacher)
+ALL_STAGES = (*STAGES, "self_distill")
+FINETUNE_STAGES = ("student", "control", "self_distill")
 #: rows of the result table: (row name, stage whose checkpoint is evaluated, method overrides)
 ROWS: tuple[tuple[str, str, dict[str, Any] | None], ...] = (
     ("baseline", "baseline", None),
     ("control", "control", None),
     ("teacher (with labels)", "teacher", {"eval_label": "fixed"}),
     ("teacher (no labels)", "teacher", {"eval_label": "none"}),
+    ("teacher (random codes)", "teacher", {"eval_label": "random"}),
     ("LAD student", "student", None),
+    ("self-distillation", "self_distill", None),
 )
 
 
@@ -54,12 +60,13 @@ class DemoRecipe:
     teacher: Path
     student: Path
     profiles: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    stages: tuple[str, ...] = STAGES
 
     def overrides(self, profile: str, stage: str) -> list[str]:
         if profile not in self.profiles:
             raise ConfigError(f"unknown demo profile {profile!r}; valid: {sorted(self.profiles)}")
         prof = self.profiles[profile]
-        extra = prof.get("finetune", []) if stage in ("student", "control") else prof.get(stage, [])
+        extra = prof.get("finetune", []) if stage in FINETUNE_STAGES else prof.get(stage, [])
         return [*prof.get("common", []), *extra]
 
 
@@ -71,9 +78,12 @@ def load_recipe(path: str | Path = DEFAULT_RECIPE) -> DemoRecipe:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    unknown = sorted(set(raw) - {"configs", "profiles"})
+    unknown = sorted(set(raw) - {"configs", "profiles", "stages"})
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown}; valid: configs, profiles")
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; valid: configs, profiles, stages")
+    stages = tuple(raw.get("stages") or STAGES)
+    if not set(STAGES) <= set(stages) or not set(stages) <= set(ALL_STAGES):
+        raise ConfigError(f"{path}: stages must hold {list(STAGES)} and may add 'self_distill'; got {list(stages)}")
     cfgs = raw.get("configs") or {}
     missing = [k for k in ("baseline", "teacher", "student") if k not in cfgs]
     if missing:
@@ -81,6 +91,7 @@ def load_recipe(path: str | Path = DEFAULT_RECIPE) -> DemoRecipe:
     return DemoRecipe(
         **{k: path.parent / cfgs[k] for k in ("baseline", "teacher", "student")},
         profiles={name: {k: list(v) for k, v in (p or {}).items()} for name, p in (raw.get("profiles") or {}).items()},
+        stages=tuple(s for s in ALL_STAGES if s in stages),
     )
 
 
@@ -91,16 +102,21 @@ def stage_config(recipe: DemoRecipe, stage: str, run_dir: Path, seed: int, profi
     learning rate it takes the student's auxiliary-head weight (the LAD student uses 0.02, the
     baseline 0.4), so that the teacher's loss term is the only difference between the two.
     """
-    base = {"baseline": recipe.baseline, "teacher": recipe.teacher, "student": recipe.student, "control": recipe.baseline}
+    base = {
+        "baseline": recipe.baseline, "teacher": recipe.teacher, "student": recipe.student,
+        "control": recipe.baseline, "self_distill": recipe.student,
+    }  # fmt: skip
     matched: list[str] = []
     if stage == "control":
         student = stage_config(recipe, "student", run_dir, seed, profile, extra)
         matched = [f"method.aux_weight={method_class(student.method_name).parse_params(student.method_params).aux_weight}"]
     overrides = [f"run.work_dir={run_dir / stage}", f"run.seed={seed}", *recipe.overrides(profile, stage), *matched, *extra]
-    if stage in ("student", "control"):
+    if stage in FINETUNE_STAGES:
         overrides.append(f"train.init_checkpoint={run_dir / 'baseline' / 'last.pth'}")
     if stage == "student":
         overrides.append(f"teacher.checkpoint={run_dir / 'teacher' / 'last.pth'}")
+    if stage == "self_distill":  # the teacher is the baseline checkpoint itself (its own spec, no label)
+        overrides += ["teacher.config=null", "teacher.model=null", f"teacher.checkpoint={run_dir / 'baseline' / 'last.pth'}"]
     return load_config(base[stage], overrides)
 
 
@@ -117,7 +133,7 @@ def run_seed(recipe: DemoRecipe, out: Path, seed: int, profile: str = "default",
     """Train the four stages of one seed (a finished stage is reused) and evaluate them."""
     run_dir = out / f"seed{seed}"
     seconds: dict[str, float] = {}
-    for stage in STAGES:
+    for stage in recipe.stages:
         print(f"\n== seed {seed}: {stage} ==", flush=True)
         t0 = time.perf_counter()
         train(stage_config(recipe, stage, run_dir, seed, profile, extra or []))
@@ -125,6 +141,8 @@ def run_seed(recipe: DemoRecipe, out: Path, seed: int, profile: str = "default",
     metrics: dict[str, SegMetrics] = {}
     class_names: list[str] = []
     for row, stage, params in ROWS:
+        if stage not in recipe.stages:
+            continue
         cfg = stage_config(recipe, stage, run_dir, seed, profile, extra or [])
         m, dataset = evaluate_checkpoint(cfg, run_dir / stage / "last.pth", method_params=params, progress=False)
         metrics[row] = m

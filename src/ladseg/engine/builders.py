@@ -39,10 +39,10 @@ def build_split(cfg: Config, split: str, train: bool) -> Any:
     if train:
         transform = build_transforms(
             True, tuple(d.crop_size), scale_range=tuple(d.scale_range), flip=d.flip,
-            photometric=d.photometric, normalize=d.normalize,
+            photometric=d.photometric, normalize=d.normalize, resize_ratio=d.resize_ratio,
         )  # fmt: skip
     else:
-        transform = build_transforms(False, tuple(d.crop_size), normalize=d.normalize)
+        transform = build_transforms(False, tuple(d.crop_size), normalize=d.normalize, resize_ratio=d.resize_ratio)
     return build_dataset(d.dataset, d.root, split, transform=transform, **d.kwargs)
 
 

@@ -198,8 +198,11 @@ class Trainer:
         return {k: v.detach().float() for k, v in terms.items()}
 
     # -- validation and checkpoints --------------------------------------------------------
-    def validate(self) -> SegMetrics:
-        """Evaluate the deployed network on the val split (with the weight average swapped in, if any)."""
+    def validate(self, input_fn: Any = None) -> SegMetrics:
+        """Evaluate the deployed network on the val split (with the weight average swapped in, if any).
+
+        ``input_fn`` (batch -> network input) defaults to the method's ``inference_input``.
+        """
         e, d = self.cfg.eval, self.cfg.data
         averaged = self.ema.applied(self.method.export_model()) if self.ema is not None else nullcontext()
         with averaged:
@@ -208,7 +211,7 @@ class Trainer:
             return evaluate(
                 self.method.eval_model(), loader, self.num_classes, mode=e.mode,
                 crop_size=e.crop_size or d.crop_size, stride=e.stride, scales=e.scales, flip=e.flip,
-                scale_mode=e.scale_mode, input_fn=self.method.inference_input, device=self.device,
+                scale_mode=e.scale_mode, input_fn=input_fn or self.method.inference_input, device=self.device,
                 class_names=getattr(self.val_set, "classes", None), autocast=self.amp.autocast,
             )  # fmt: skip
 
@@ -284,7 +287,13 @@ class Trainer:
     def _run_validation(self, logger: RunLogger) -> None:
         metrics = self.validate()
         self.last_metrics = metrics.summary()
-        logger.log("val", self.iteration, metrics.to_dict())
+        record = metrics.to_dict()
+        if getattr(self.method, "label_input", False):
+            # A label-assisted network is also scored with a zero label channel: the difference is the
+            # label-use gap, the curve that shows whether and when the teacher starts to read its label.
+            blind = self.validate(self.method.inference_input_without_label)
+            record.update(mIoU_no_label=blind.to_dict()["mIoU"], label_gap=record["mIoU"] - blind.to_dict()["mIoU"])
+        logger.log("val", self.iteration, record)
         if metrics.miou > self.best_miou:
             self.best_miou = metrics.miou
             self.save("best.pth", with_state=False)

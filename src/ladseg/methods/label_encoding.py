@@ -135,7 +135,7 @@ def _check_keys(cls: type, raw: dict[str, Any], where: str) -> None:
 
 
 def resolve_scale(scale: float | str) -> float:
-    """A number stays; a normalisation name gives its ``label_scale`` (1.0 imagenet, 100 reference_bgr)."""
+    """A number stays; a normalisation name gives its ``label_scale`` (about 1.74 imagenet, 100 reference_bgr)."""
     if not isinstance(scale, str):
         return float(scale)
     try:  # the data package owns the normalisations
