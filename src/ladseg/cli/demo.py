@@ -16,10 +16,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "iterations without a teacher. Prints one table and writes OUT/report/ (Markdown, JSON, curves, "
         "predictions). A finished stage is reused when the demo is run again with the same OUT.",
     )
-    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/demo, runs/demo-quick with --quick)")
+    p.add_argument(
+        "--out", type=Path, default=None,
+        help="run folder (default: runs/<recipe name>, e.g. runs/demo; runs/<recipe name>-quick with --quick)",
+    )  # fmt: skip
     p.add_argument("--seeds", type=int, default=1, help="repeat with N seeds; report mean and spread")
-    p.add_argument("--quick", action="store_true", help="a short run (a smoke test: numbers are not meaningful)")
-    p.add_argument("--recipe", type=Path, default=None, help="demo recipe YAML (default: configs/_recipes_/demo.yaml)")
+    p.add_argument(
+        "--quick", action="store_true", help="a short run (a smoke test: numbers are not meaningful)"
+    )
+    p.add_argument(
+        "--recipe", type=Path, default=None,
+        help="demo recipe YAML (default: configs/_recipes_/demo.yaml; configs/_recipes_/camvid.yaml runs on CamVid "
+        "with data.root=PATH)",
+    )  # fmt: skip
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides applied to every stage")
     p.set_defaults(func=run)
 
@@ -30,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seeds < 1:
         raise ConfigError("--seeds must be at least 1")
-    out = args.out or Path("runs/demo-quick" if args.quick else "runs/demo")
-    run_demo(out, seeds=args.seeds, quick=args.quick, recipe_path=args.recipe or DEFAULT_RECIPE, extra=args.overrides)
+    recipe = args.recipe or DEFAULT_RECIPE
+    out = args.out or Path("runs") / (recipe.stem + ("-quick" if args.quick else ""))
+    run_demo(out, seeds=args.seeds, quick=args.quick, recipe_path=recipe, extra=args.overrides)
     return 0

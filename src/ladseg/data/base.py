@@ -15,7 +15,6 @@ an unreadable image, a mask whose size differs from its image and label ids outs
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +131,31 @@ class SegDataset(Dataset):
             self.require(mask, f"label of image {image}")
             samples.append(Sample(str(rel / stem) if str(rel) != "." else stem, image, mask))
         return samples
+
+    def pairs_from_list(self, list_file: Path) -> list[Sample]:
+        """Samples from an ``image label`` list file (one pair a line), as CIRKD and the LAD code use.
+
+        Each path is taken relative to the dataset root; a path written for another machine
+        (``/SegNet/CamVid/train/x.png``) is found by its trailing folders under the root.
+        """
+        samples = []
+        for number, line in enumerate(self.require(list_file, "list file").read_text().splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2:
+                raise DatasetError(f"{list_file}:{number}: expected 'image label' (two paths), got {line.strip()!r}")
+            image, mask = (self._under_root(p, list_file, number) for p in parts)
+            samples.append(Sample(image.stem, image, mask))
+        return samples
+
+    def _under_root(self, written: str, list_file: Path, number: int) -> Path:
+        parts = Path(written.lstrip("/")).parts
+        for i in range(len(parts)):
+            candidate = self.root.joinpath(*parts[i:])
+            if candidate.is_file():
+                return candidate
+        raise DatasetError(f"{list_file}:{number}: {written} not found under {self.root}")
 
     def read_list(self, list_file: Path) -> list[str]:
         self.require(list_file, f"split list for {self.split!r}")

@@ -195,13 +195,18 @@ class CamVidDataset(SegDataset):
     splits = {"train": "train", "val": "val", "test": "test"}
     layout = """CamVid/                                 <- root
   {train,val,test}/<name>.png
-  {train,val,test}annot/<name>.png        8-bit ids 0..10, 11 = void"""
+  {train,val,test}annot/<name>.png        8-bit ids 0..10, 11 = void
+  or {train,val,test}.txt                 'image label' lines (CIRKD / LAD code lists), paths under root"""
 
     def make_label_table(self) -> np.ndarray:
         return C.identity_table(11, void_ids=(11,))
 
     def _scan(self) -> list[Sample]:
-        return self.pair_by_stem(self.root / self.disk_split, self.root / f"{self.disk_split}annot")
+        image_dir = self.root / self.disk_split
+        list_file = self.root / f"{self.disk_split}.txt"
+        if not image_dir.is_dir() and list_file.is_file():
+            return self.pairs_from_list(list_file)
+        return self.pair_by_stem(image_dir, self.root / f"{self.disk_split}annot")
 
 
 @DATASETS.register("folder")

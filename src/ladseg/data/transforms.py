@@ -2,7 +2,7 @@
 label as ``tv_tensors.Mask``, so geometry is shared and masks always use nearest sampling).
 
 Training follows the field's recipe (mmsegmentation / CIRKD): random rescale of the whole image,
-pad to the crop (image 0, mask 255), random crop, horizontal flip, optional photometric jitter,
+pad to the crop (image: the mean colour, 0 after normalisation, as the reference; mask 255), random crop, horizontal flip, optional photometric jitter,
 normalise. Validation only normalises; evaluation deals with sizes (whole / sliding window).
 """
 
@@ -66,6 +66,65 @@ def get_normalization(name: str) -> Normalization:
     return NORMALIZATIONS[name]
 
 
+def renormalize(x: torch.Tensor, source: str, target: str) -> torch.Tensor:
+    """Convert an N x 3 x H x W batch normalised as ``source`` into ``target``'s input, in torch.
+
+    Exact up to float rounding: undo ``source`` (back to 0-255 pixels), swap RGB/BGR when the two
+    orders differ, apply ``target``. Runs on ``x``'s device and dtype; a no-op when the names agree.
+    Used where one network of a run reads another input than the batch's (a reference teacher,
+    BGR 0-255 minus the mean, distilling into an ImageNet-normalised student).
+    """
+    if source == target:
+        return x
+    src, dst = get_normalization(source), get_normalization(target)
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"renormalize expects an N x 3 x H x W image batch, got shape {tuple(x.shape)}")
+
+    def vec(values: tuple[float, float, float]) -> torch.Tensor:
+        return torch.tensor(values, device=x.device, dtype=torch.float32).view(1, 3, 1, 1)
+
+    pixels = x.float() * vec(src.std) + vec(src.mean)
+    if src.bgr != dst.bgr:
+        pixels = pixels.flip(1)
+    return ((pixels - vec(dst.mean)) / vec(dst.std)).to(x.dtype)
+
+
+PAD_MODES = ("mean", "black")
+_PAD_KEY = "_pad"  # marks padded pixels between the crop and Normalize (removed there)
+
+
+class PadToCrop:
+    """Pad image and mask at the bottom and right up to the crop size, as the reference does.
+
+    ``mean`` (default): the padding becomes exactly 0 after normalisation, i.e. the mean colour,
+    because the reference pads after subtracting its mean (``cv2.copyMakeBorder(..., value=0)`` on
+    mean-subtracted input); a marker mask travels through crop and flip and :class:`Normalize` zeroes
+    the marked pixels. ``black``: pixel value 0 before normalising (about -2 after ImageNet
+    normalisation; ladseg's behaviour before 2026-12). The label is padded with ignore (255) in both.
+    """
+
+    def __init__(self, crop: tuple[int, int], mode: str = "mean") -> None:
+        if mode not in PAD_MODES:
+            raise ConfigError(f"pad mode must be one of {PAD_MODES}, got {mode!r}")
+        self.crop, self.mode = crop, mode
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        h, w = sample["image"].shape[-2:]
+        pad_h, pad_w = max(self.crop[0] - h, 0), max(self.crop[1] - w, 0)
+        out = dict(sample)
+        if self.mode == "mean":
+            out[_PAD_KEY] = tv_tensors.Mask(torch.zeros((h, w), dtype=torch.uint8))
+        if not (pad_h or pad_w):
+            return out
+        padding = [0, 0, pad_w, pad_h]  # left, top, right, bottom
+        out["image"] = F.pad(sample["image"], padding, fill=0)
+        if "mask" in sample:
+            out["mask"] = F.pad(sample["mask"], padding, fill=IGNORE_INDEX)
+        if _PAD_KEY in out:
+            out[_PAD_KEY] = F.pad(out[_PAD_KEY], padding, fill=1)
+        return out
+
+
 class ToTVTensors:
     """numpy / tensor ``image`` (H x W x 3 uint8) and ``mask`` (H x W) -> tv_tensors Image / Mask."""
 
@@ -118,7 +177,11 @@ class Normalize:
         if self.norm.bgr:
             x = x.flip(0)
         out = dict(sample)
-        out["image"] = ((x - self.mean) / self.std).contiguous()
+        x = (x - self.mean) / self.std
+        pad = out.pop(_PAD_KEY, None)
+        if pad is not None:  # mean-colour padding: exactly 0 after normalisation
+            x = x.masked_fill(pad.as_subclass(torch.Tensor).bool(), 0.0)
+        out["image"] = x.contiguous()
         if "mask" in sample:
             out["mask"] = sample["mask"].as_subclass(torch.Tensor).to(torch.int64).contiguous()
         return out
@@ -132,12 +195,17 @@ def build_transforms(
     photometric: bool = False,
     normalize: str = "imagenet",
     resize_ratio: float = 1.0,
+    pad: str = "mean",
 ) -> Callable[[dict], dict]:
     """The standard pipeline on a sample dict; ``crop_size`` is (H, W) and required for training.
 
     ``resize_ratio`` resizes every sample (image bilinear, mask nearest) before the rest, in training
     (where it multiplies the random scale) and evaluation alike, so a model trained on half-size
     images is also scored on half-size images and labels.
+
+    ``pad``: how training crops are padded where the rescaled image is smaller than the crop:
+    ``mean`` (the reference: 0 after normalisation) or ``black`` (see :class:`PadToCrop`); the
+    label is padded with ignore either way.
 
     ``photometric`` adds colour jitter in the spirit of mmsegmentation's PhotoMetricDistortion
     (brightness, contrast, saturation, hue); it touches the image only.
@@ -148,9 +216,8 @@ def build_transforms(
             raise ConfigError("build_transforms(train=True) needs crop_size=(H, W)")
         crop = (int(crop_size[0]), int(crop_size[1]))
         steps.append(RandomScale((scale_range[0] * resize_ratio, scale_range[1] * resize_ratio)))
-        steps.append(
-            v2.RandomCrop(crop, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX})
-        )
+        steps.append(PadToCrop(crop, pad))
+        steps.append(v2.RandomCrop(crop))
         if flip:
             steps.append(v2.RandomHorizontalFlip(p=0.5))
         if photometric:

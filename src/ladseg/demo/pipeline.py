@@ -83,19 +83,26 @@ def load_recipe(path: str | Path = DEFAULT_RECIPE) -> DemoRecipe:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; valid: configs, profiles, stages")
     stages = tuple(raw.get("stages") or STAGES)
     if not set(STAGES) <= set(stages) or not set(stages) <= set(ALL_STAGES):
-        raise ConfigError(f"{path}: stages must hold {list(STAGES)} and may add 'self_distill'; got {list(stages)}")
+        raise ConfigError(
+            f"{path}: stages must hold {list(STAGES)} and may add 'self_distill'; got {list(stages)}"
+        )
     cfgs = raw.get("configs") or {}
     missing = [k for k in ("baseline", "teacher", "student") if k not in cfgs]
     if missing:
         raise ConfigError(f"{path}: configs.{missing[0]} is missing")
     return DemoRecipe(
         **{k: path.parent / cfgs[k] for k in ("baseline", "teacher", "student")},
-        profiles={name: {k: list(v) for k, v in (p or {}).items()} for name, p in (raw.get("profiles") or {}).items()},
+        profiles={
+            name: {k: list(v) for k, v in (p or {}).items()}
+            for name, p in (raw.get("profiles") or {}).items()
+        },
         stages=tuple(s for s in ALL_STAGES if s in stages),
     )
 
 
-def stage_config(recipe: DemoRecipe, stage: str, run_dir: Path, seed: int, profile: str, extra: list[str]) -> Any:
+def stage_config(
+    recipe: DemoRecipe, stage: str, run_dir: Path, seed: int, profile: str, extra: list[str]
+) -> Any:
     """The config of one stage of one seed (a run folder per stage).
 
     The control is the student's fine-tuning without the teacher: besides the start, iterations and
@@ -109,14 +116,26 @@ def stage_config(recipe: DemoRecipe, stage: str, run_dir: Path, seed: int, profi
     matched: list[str] = []
     if stage == "control":
         student = stage_config(recipe, "student", run_dir, seed, profile, extra)
-        matched = [f"method.aux_weight={method_class(student.method_name).parse_params(student.method_params).aux_weight}"]
-    overrides = [f"run.work_dir={run_dir / stage}", f"run.seed={seed}", *recipe.overrides(profile, stage), *matched, *extra]
+        matched = [
+            f"method.aux_weight={method_class(student.method_name).parse_params(student.method_params).aux_weight}"
+        ]
+    overrides = [
+        f"run.work_dir={run_dir / stage}",
+        f"run.seed={seed}",
+        *recipe.overrides(profile, stage),
+        *matched,
+        *extra,
+    ]
     if stage in FINETUNE_STAGES:
         overrides.append(f"train.init_checkpoint={run_dir / 'baseline' / 'last.pth'}")
     if stage == "student":
         overrides.append(f"teacher.checkpoint={run_dir / 'teacher' / 'last.pth'}")
     if stage == "self_distill":  # the teacher is the baseline checkpoint itself (its own spec, no label)
-        overrides += ["teacher.config=null", "teacher.model=null", f"teacher.checkpoint={run_dir / 'baseline' / 'last.pth'}"]
+        overrides += [
+            "teacher.config=null",
+            "teacher.model=null",
+            f"teacher.checkpoint={run_dir / 'baseline' / 'last.pth'}",
+        ]
     return load_config(base[stage], overrides)
 
 
@@ -129,7 +148,9 @@ class SeedResult:
     class_names: list[str]
 
 
-def run_seed(recipe: DemoRecipe, out: Path, seed: int, profile: str = "default", extra: list[str] | None = None) -> SeedResult:
+def run_seed(
+    recipe: DemoRecipe, out: Path, seed: int, profile: str = "default", extra: list[str] | None = None
+) -> SeedResult:
     """Train the four stages of one seed (a finished stage is reused) and evaluate them."""
     run_dir = out / f"seed{seed}"
     seconds: dict[str, float] = {}
@@ -144,7 +165,9 @@ def run_seed(recipe: DemoRecipe, out: Path, seed: int, profile: str = "default",
         if stage not in recipe.stages:
             continue
         cfg = stage_config(recipe, stage, run_dir, seed, profile, extra or [])
-        m, dataset = evaluate_checkpoint(cfg, run_dir / stage / "last.pth", method_params=params, progress=False)
+        m, dataset = evaluate_checkpoint(
+            cfg, run_dir / stage / "last.pth", method_params=params, progress=False
+        )
         metrics[row] = m
         class_names = list(dataset.classes)
     return SeedResult(seed, run_dir, metrics, seconds, class_names)

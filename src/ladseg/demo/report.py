@@ -11,15 +11,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from ladseg.engine.logging import read_metrics
+from ladseg.demo.plots import plot_curves, plot_label_gap, plot_predictions
 
 if TYPE_CHECKING:
     from ladseg.demo.pipeline import DemoRecipe, SeedResult
 
 GAIN = ("LAD student", "control")  # the gain the demo reports: LAD student minus control
 LABEL_USE = ("teacher (with labels)", "teacher (no labels)")  # how much the teacher reads its label
+#: LAD student minus self-distillation: what the label adds beyond distilling from a same-size network
+OVER_SELF = ("LAD student", "self-distillation")
+LABEL_USE_RANDOM = ("teacher (random codes)", "teacher (no labels)")  # label use with training-style codes
 LABEL_AWARE_MIOU = 1.0  # below this gap the teacher is reported as not using its label channel
 
 
@@ -55,6 +57,15 @@ def noise_verdict(gap: dict[str, Any]) -> str:
     return f"Within 2 standard errors (SE {se:.2f}) of zero: not distinguishable from seed-to-seed noise."
 
 
+def _gap_text(gap: dict[str, Any], n: int) -> str:
+    """``+1.23 mIoU`` with, over several seeds, its std, standard error and per-seed values."""
+    text = f"{gap['mean']:+.2f} mIoU"
+    if n > 1:
+        per_seed = ", ".join(f"{d:+.2f}" for d in gap["per_seed"])
+        text += f" (± {gap['std']:.2f} std, SE {gap['stderr']:.2f}; per seed {per_seed})"
+    return text
+
+
 def summarize(results: list[SeedResult]) -> dict[str, Any]:
     """mIoU and per-class IoU (percent) of every row, per seed and as mean / std over seeds."""
     rows = list(results[0].metrics)
@@ -72,9 +83,16 @@ def summarize(results: list[SeedResult]) -> dict[str, Any]:
         }  # fmt: skip
     summary["gain_vs_control"] = _gap(results, *GAIN)
     summary["gain_vs_baseline"] = _gap(results, GAIN[0], "baseline")
-    if all(row in results[0].metrics for row in LABEL_USE):
-        summary["label_use"] = _gap(results, *LABEL_USE)
-    summary["stage_seconds"] = {k: statistics.fmean(r.seconds[k] for r in results) for k in results[0].seconds}
+    for key, pair in (
+        ("label_use", LABEL_USE),
+        ("label_use_random", LABEL_USE_RANDOM),
+        ("gain_vs_self_distill", OVER_SELF),
+    ):
+        if all(row in results[0].metrics for row in pair):
+            summary[key] = _gap(results, *pair)
+    summary["stage_seconds"] = {
+        k: statistics.fmean(r.seconds[k] for r in results) for k in results[0].seconds
+    }
     return summary
 
 
@@ -89,91 +107,28 @@ def markdown_table(summary: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     g, b = summary["gain_vs_control"], summary["gain_vs_baseline"]
     lines.append("")
-    lines.append(f"**LAD student − control: {g['mean']:+.2f} mIoU**" + (f" (± {g['std']:.2f}; per seed {', '.join(f'{d:+.2f}' for d in g['per_seed'])})" if n > 1 else ""))
+    lines.append(f"**LAD student − control: {_gap_text(g, n)}**")
     lines.append(noise_verdict(g))
+    over_self = summary.get("gain_vs_self_distill")
+    if over_self is not None:
+        lines.append(
+            f"**LAD student − self-distillation (the baseline as teacher): {_gap_text(over_self, n)}**"
+        )
+        lines.append(noise_verdict(over_self))
     lines.append(f"LAD student − baseline: {b['mean']:+.2f} mIoU (includes the extra fine-tuning iterations)")
     use = summary.get("label_use")
     if use is not None:
-        lines.append(f"Teacher with − without its label channel: {use['mean']:+.2f} mIoU")
+        lines.append(f"Teacher with (fixed codes) − without its label channel: {_gap_text(use, n)}")
+        if "label_use_random" in summary:
+            lines.append(
+                f"Teacher with random codes − without its label channel: {_gap_text(summary['label_use_random'], n)}"
+            )
         if use["mean"] < LABEL_AWARE_MIOU:
             lines.append(
                 "The teacher barely uses its label channel, so the student's gain over the control is that of "
                 "distillation from a same-size teacher, not of label assistance."
             )
     return "\n".join(lines)
-
-
-def plot_curves(results: list[SeedResult], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_miou) = plt.subplots(1, 2, figsize=(11, 4))
-    run_dir = results[0].run_dir
-    for stage in ("baseline", "teacher", "student", "control"):
-        recs = read_metrics(run_dir / stage)
-        tr = [r for r in recs if r["type"] == "train"]
-        va = [r for r in recs if r["type"] == "val"]
-        if tr:
-            ax_loss.plot([r["iter"] for r in tr], [r["loss"] for r in tr], label=stage)
-        if va:
-            ax_miou.plot([r["iter"] for r in va], [r["mIoU"] for r in va], marker="o", label=stage)
-    ax_loss.set(title=f"training loss (seed {results[0].seed})", xlabel="iteration", ylabel="loss", yscale="log")
-    ax_miou.set(title="validation mIoU (%)", xlabel="iteration (student/control: after the baseline)", ylabel="mIoU")
-    for ax in (ax_loss, ax_miou):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_predictions(result: SeedResult, recipe: DemoRecipe, profile: str, extra: list[str], path: Path, count: int = 4) -> None:
-    """A few validation images: image, ground truth, and each model's prediction side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ladseg.data import colorize
-    from ladseg.data.transforms import denormalize
-    from ladseg.demo.pipeline import stage_config
-    from ladseg.engine.builders import build_split
-    from ladseg.engine.checkpoint import build_model_from_checkpoint
-    from ladseg.methods import build_method
-
-    models = [("baseline", "baseline"), ("control", "control"), ("teacher (labels)", "teacher"), ("LAD student", "student")]
-    cfg = stage_config(recipe, "baseline", result.run_dir, result.seed, profile, extra)
-    dataset = build_split(cfg, cfg.data.val_split, train=False)
-    idx = np.linspace(0, len(dataset) - 1, count).round().astype(int).tolist()
-    samples = [dataset[i] for i in idx]
-    batch = {"image": torch.stack([s["image"] for s in samples]), "mask": torch.stack([torch.as_tensor(s["mask"]) for s in samples])}
-    preds = {}
-    for title, stage in models:
-        scfg = stage_config(recipe, stage, result.run_dir, result.seed, profile, extra)
-        model, _ = build_model_from_checkpoint(result.run_dir / stage / "last.pth")
-        model.eval()
-        x = batch["image"]
-        if stage == "teacher":
-            method = build_method(scfg.method_name, scfg.method_params, model, model.num_classes)
-            x = method.inference_input(batch)
-        preds[title] = model.predict(x).argmax(1).numpy()
-    cols = 2 + len(models)
-    fig, axes = plt.subplots(count, cols, figsize=(2.2 * cols, 2.2 * count))
-    axes = np.atleast_2d(axes)
-    for r in range(count):
-        panels = [("image", denormalize(batch["image"][r], cfg.data.normalize)),
-                  ("ground truth", colorize(batch["mask"][r].numpy(), dataset.palette))]
-        panels += [(t, colorize(preds[t][r], dataset.palette)) for t, _ in models]
-        for c, (title, img) in enumerate(panels):
-            axes[r, c].imshow(img)
-            axes[r, c].set_axis_off()
-            if r == 0:
-                axes[r, c].set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 #: what each label encoding tells the teacher (printed in the report, so a reader knows which ran)
@@ -183,6 +138,14 @@ ENCODING_NOTES = {
 }
 
 
+def recipe_dataset(recipe: DemoRecipe) -> str:
+    """The dataset a recipe trains on, as a report names it (e.g. ``camvid``)."""
+    from ladseg.engine.config import load_config
+
+    name = load_config(recipe.baseline).data.dataset
+    return "the embedded dataset" if name == "embedded" else name
+
+
 def teacher_encoding_line(recipe: DemoRecipe) -> str:
     """One line naming the teacher's label encoding and its corruptions (from the recipe's teacher config)."""
     from ladseg.engine.config import load_config
@@ -190,7 +153,9 @@ def teacher_encoding_line(recipe: DemoRecipe) -> str:
 
     enc = EncoderParams.from_dict(load_config(recipe.teacher).method.get("encoder"))
     corrupt = {k: v for k, v in vars(enc.corruption).items() if k.endswith("_prob") and v > 0}
-    extra = f", corrupted in training ({', '.join(f'{k} {v}' for k, v in corrupt.items())})" if corrupt else ""
+    extra = (
+        f", corrupted in training ({', '.join(f'{k} {v}' for k, v in corrupt.items())})" if corrupt else ""
+    )
     note = ENCODING_NOTES.get(enc.kind, "")
     return f"Teacher label encoding: `{enc.kind}`{' (' + note + ')' if note else ''}, noise {enc.noise}{extra}.\n"
 
@@ -203,19 +168,31 @@ def write_report(
     summary = summarize(results)
     summary.update(profile=profile, total_seconds=seconds, overrides=extra)
     table = markdown_table(summary)
+    dataset = recipe_dataset(recipe)
     header = (
-        f"# ladseg demo: LAD on the embedded dataset ({profile} profile, seeds {summary['seeds']})\n\n"
-        "Validation split of the embedded dataset (never used for any choice); every model as saved at its last "
+        f"# ladseg demo: LAD on {dataset} ({profile} profile, seeds {summary['seeds']})\n\n"
+        f"Validation split of {dataset} (never used for any choice); every model as saved at its last "
         "iteration (its weight average where the recipe sets train.ema_decay).\n"
         "The control is the baseline trained for as many extra iterations as the LAD student, at the same learning "
-        "rate and auxiliary-loss weight, without a teacher.\n"
-        + teacher_encoding_line(recipe) + "\n"
+        "rate and auxiliary-loss weight, without a teacher."
+        + (
+            " Self-distillation is the LAD student's loss and fine-tuning with the baseline itself as the teacher "
+            "(no label): the LAD student's gain over it is what the label adds.\n"
+            if "self_distill" in recipe.stages
+            else "\n"
+        )
+        + teacher_encoding_line(recipe)
+        + "\n"
     )
     times = ", ".join(f"{k} {v:.0f} s" for k, v in summary["stage_seconds"].items())
-    (out / "report.md").write_text(header + table + f"\n\nTime per seed: {times}. Total: {seconds:.0f} s.\n\n"
-                                   "![curves](curves.png)\n\n![predictions](predictions.png)\n")
+    (out / "report.md").write_text(
+        header + table + f"\n\nTime per seed: {times}. Total: {seconds:.0f} s.\n\n"
+        "![curves](curves.png)\n\n![label-use gap](label_gap.png)\n\n"
+        "![predictions](predictions.png)\n"
+    )
     (out / "report.json").write_text(json.dumps(summary, indent=2))
-    plot_curves(results, out / "curves.png")
+    plot_curves(results, recipe.stages, out / "curves.png")
+    plot_label_gap(results, out / "label_gap.png")
     plot_predictions(results[0], recipe, profile, extra, out / "predictions.png")
     print("\n" + table)
     print(f"\nreport: {out}/report.md  (total {seconds / 60:.1f} min)")

@@ -42,7 +42,9 @@ def build_split(cfg: Config, split: str, train: bool) -> Any:
             photometric=d.photometric, normalize=d.normalize, resize_ratio=d.resize_ratio,
         )  # fmt: skip
     else:
-        transform = build_transforms(False, tuple(d.crop_size), normalize=d.normalize, resize_ratio=d.resize_ratio)
+        transform = build_transforms(
+            False, tuple(d.crop_size), normalize=d.normalize, resize_ratio=d.resize_ratio
+        )
     return build_dataset(d.dataset, d.root, split, transform=transform, **d.kwargs)
 
 
