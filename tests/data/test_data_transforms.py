@@ -57,15 +57,22 @@ def test_flip_moves_image_and_mask_together() -> None:
     assert flips == {True, False}
 
 
-def test_padding_uses_zero_image_and_ignore_mask() -> None:
+@pytest.mark.parametrize("normalize", sorted(NORMALIZATIONS))
+def test_padding_is_the_mean_colour_and_ignore(normalize: str) -> None:
+    """As the reference: pad bottom/right with 0 after normalisation (the mean colour), label ignore."""
     sample = blocky_sample(h=16, w=24)
-    t = build_transforms(train=True, crop_size=(32, 40), scale_range=(1.0, 1.0), flip=False)
+    t = build_transforms(train=True, crop_size=(32, 40), scale_range=(1.0, 1.0), flip=False, normalize=normalize)
     out = t(sample)
     m = out["mask"].numpy()
     pad = m == 255
-    assert pad.sum() == 32 * 40 - 16 * 24
-    assert (denormalize(out["image"])[pad] == 0).all()
-    assert np.array_equal(np.sort(m[~pad]), np.sort(sample["mask"].ravel()))
+    assert pad.sum() == 32 * 40 - 16 * 24 and not pad[:16, :24].any()  # the image stays top-left
+    assert np.array_equal(m[:16, :24], sample["mask"])
+    assert (out["image"][:, torch.from_numpy(pad)] == 0).all()  # exactly 0: the mean colour
+    assert out["image"][:, :16, :24].abs().sum() > 0
+    black = build_transforms(train=True, crop_size=(32, 40), scale_range=(1.0, 1.0), flip=False,
+                             normalize=normalize, pad="black")(sample)  # fmt: skip
+    assert (denormalize(black["image"], normalize)[pad] == 0).all()  # the old behaviour, on request
+    assert torch.equal(black["image"][:, :16, :24], out["image"][:, :16, :24])
 
 
 def test_val_transform_only_normalises() -> None:

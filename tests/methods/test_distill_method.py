@@ -6,6 +6,7 @@ import pytest
 import torch
 from conftest import make_tiny, toy_batch
 
+from ladseg.data.transforms import NORMALIZATIONS
 from ladseg.errors import ConfigError
 from ladseg.losses.distill import cwd_loss
 from ladseg.methods import build_method
@@ -22,7 +23,9 @@ def test_lad_teacher_reads_fixed_codes(batch: dict) -> None:
     x = method.teacher_input(batch)
     assert x.shape == (2, 4, 16, 16) and torch.equal(x[:, :3], batch["image"])
     codes = fixed_codes(3)[torch.where(batch["mask"] == 255, 3, batch["mask"])]
-    assert (x[:, 3] - codes).std().item() == pytest.approx(0.02, rel=0.25)  # reference noise 0.02
+    scale = method.teacher_encoder.scale  # scale: auto, nothing declared -> ImageNet's label scale
+    assert scale == pytest.approx(NORMALIZATIONS["imagenet"].label_scale)
+    assert (x[:, 3] / scale - codes).std().item() == pytest.approx(0.02, rel=0.25)  # reference noise 0.02
     plain = _distill(teacher_in=3)
     assert torch.equal(plain.teacher_input(batch), batch["image"])  # an ordinary teacher sees the image only
 

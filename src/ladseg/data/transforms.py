@@ -100,7 +100,7 @@ class PadToCrop:
     because the reference pads after subtracting its mean (``cv2.copyMakeBorder(..., value=0)`` on
     mean-subtracted input); a marker mask travels through crop and flip and :class:`Normalize` zeroes
     the marked pixels. ``black``: pixel value 0 before normalising (about -2 after ImageNet
-    normalisation; ladseg's behaviour before 2026-12). The label is padded with ignore (255) in both.
+    normalisation; ladseg's earlier default). The label is padded with ignore (255) in both.
     """
 
     def __init__(self, crop: tuple[int, int], mode: str = "mean") -> None:

@@ -103,10 +103,21 @@ def build_network(section: ModelConfig, num_classes: int, in_channels: int | Non
 
 
 def build_student(cfg: Config, num_classes: int) -> Segmentor:
-    """The trained network; ``train.init_checkpoint`` starts it from trained weights (fine-tuning)."""
+    """The trained network; ``train.init_checkpoint`` starts it from trained weights (fine-tuning).
+
+    The checkpoint's input normalisation must be the config's (``data.normalize``): the student reads
+    the batches as they are, and fine-tuning weights trained on another input would start from a
+    network that sees garbage (e.g. a reference checkpoint, BGR 0-255, fed ImageNet-normalised RGB).
+    """
     student = build_network(cfg.model, num_classes)
     if cfg.train.init_checkpoint:
-        load_weights_into(student, cfg.train.init_checkpoint)
+        meta = load_weights_into(student, cfg.train.init_checkpoint)
+        declared = meta.get("normalize")
+        if declared and declared != cfg.data.normalize:
+            raise ConfigError(
+                f"train.init_checkpoint {cfg.train.init_checkpoint} was trained on {declared!r} input but "
+                f"data.normalize is {cfg.data.normalize!r}: set data.normalize={declared} to fine-tune it"
+            )
     return student
 
 
@@ -116,10 +127,13 @@ def build_teacher(cfg: Config, num_classes: int) -> Segmentor:
     if not t.checkpoint:
         raise ConfigError(f"method {cfg.method_name!r} needs a trained teacher: set teacher.checkpoint")
     if t.model is None:
-        teacher, _ = build_model_from_checkpoint(t.checkpoint)
+        teacher, meta = build_model_from_checkpoint(t.checkpoint)
     else:
         teacher = build_network(t.model, num_classes, in_channels=t.in_channels)
-        load_weights_into(teacher, t.checkpoint)
+        meta = load_weights_into(teacher, t.checkpoint)
+    # What the teacher reads (its normalisation, its label encoding) travels with it: the method
+    # converts each batch into that input (see Distill.set_teacher).
+    teacher.meta = {k: meta.get(k) for k in ("normalize", "config", "spec", "source")}
     if teacher.num_classes != num_classes:
         raise ConfigError(
             f"teacher {t.checkpoint} predicts {teacher.num_classes} classes but the student has {num_classes}"
@@ -144,7 +158,9 @@ def build_method_from_config(
 
     method_class(cfg.method_name)
     try:
-        return build_method(cfg.method_name, cfg.method_params, student, num_classes, teacher=teacher)
+        return build_method(
+            cfg.method_name, cfg.method_params, student, num_classes, teacher=teacher, normalize=cfg.data.normalize
+        )
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"method section ({cfg.method_name}): {exc}") from None
 

@@ -27,7 +27,12 @@ from torch import nn
 
 from ladseg.errors import CheckpointError
 from ladseg.models import Segmentor, build_model
-from ladseg.models.weights import safe_torch_load
+from ladseg.models.weights import (
+    dead_input_channels,
+    drop_dead_input_channels,
+    first_conv_key,
+    safe_torch_load,
+)
 
 # What a reference (CIRKD/LAD) checkpoint implies about its inputs.
 REFERENCE_META = {"normalize": "reference_bgr", "class_names": None, "palette": None}
@@ -39,7 +44,8 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     At every instant ``path`` holds a complete checkpoint (the old one until the new one is
     renamed over it): the previous file is hard-linked (or copied) to ``.prev`` first instead of
     being moved away, so a SIGKILL between the two renames cannot leave a run without
-    ``last.pth``. Temporary files left by a killed writer are removed by the next save.
+    ``last.pth``. Temporary files left by a killed writer are removed by the next save; a failed
+    write (a full disk) removes its own and raises an ``OSError`` naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,9 +60,11 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
             _keep_previous(path)
         os.replace(tmp_name, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
+        if isinstance(exc, OSError) and not exc.filename:  # a write into the open file names nothing
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
     return path
 
@@ -110,13 +118,44 @@ def is_ladseg_checkpoint(payload: dict[str, Any]) -> bool:
     return isinstance(payload.get("model"), dict) and isinstance(payload.get("meta"), dict)
 
 
+def _weightless(head: Any) -> Any:
+    """A head spec without the options that change no weight (dropout rates)."""
+    if not isinstance(head, dict):
+        return head
+    return {k: v for k, v in head.items() if "dropout" not in k}
+
+
 def _spec_diff(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    """Spec fields that differ; dropout rates do not count (a fine-tuning run may change them)."""
     keys = sorted((set(expected) | set(actual)) - {"pretrained"})
     return [
         f"{k}: checkpoint {expected.get(k)!r} vs model {actual.get(k)!r}"
         for k in keys
-        if expected.get(k) != actual.get(k)
+        if (_weightless(expected.get(k)) if k == "head" else expected.get(k))
+        != (_weightless(actual.get(k)) if k == "head" else actual.get(k))
     ]
+
+
+def drop_dead_channels(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], spec: dict[str, Any] | None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """Fit a checkpoint whose first conv has dead (all-zero) extra input channels to a 3-channel ``model``.
+
+    The reference code saves students with a 4-channel first conv whose 4th channel is all zero
+    (it only ever saw zeros): dropping it is exact. Anything else is returned unchanged, so a real
+    mismatch is still reported by :func:`load_model_weights`.
+    """
+    key = first_conv_key(model)
+    own = model.state_dict().get(key) if key else None
+    weight = state_dict.get(key) if key else None
+    if own is None or weight is None or weight.dim() != 4 or own.shape[1] != 3:
+        return state_dict, spec
+    if weight.shape[1] == 3 or not dead_input_channels(weight):
+        return state_dict, spec
+    state_dict = {**state_dict, key: drop_dead_input_channels(weight)}  # type: ignore[index]
+    if spec is not None and spec.get("in_channels", 3) > 3:
+        spec = {**spec, "in_channels": 3}
+    return state_dict, spec
 
 
 def check_model_spec(model: nn.Module, spec: dict[str, Any] | None, source: str = "checkpoint") -> None:
@@ -182,7 +221,15 @@ def build_model_from_checkpoint(
         if not isinstance(meta.get("spec"), dict):
             raise CheckpointError(f"{path or 'checkpoint'}: meta has no model spec to rebuild the network")
         model = build_model(**meta["spec"])
-        load_model_weights(model, payload["model"], meta["spec"], source=str(path or "checkpoint"))
+        state = payload["model"]
+        if model.in_channels > 3:  # e.g. a reference student converted before dead channels were dropped
+            key = first_conv_key(model)
+            if key and key in state and dead_input_channels(state[key]):
+                meta["spec"] = {**meta["spec"], "in_channels": 3}
+                meta["dropped_input_channels"] = model.in_channels - 3
+                model = build_model(**meta["spec"])
+                state, _ = drop_dead_channels(model, state, None)
+        load_model_weights(model, state, meta["spec"], source=str(path or "checkpoint"))
     elif path is not None:
         model = _reference_model(path)
         meta = {**REFERENCE_META, **dict(getattr(model, "meta", {}) or {})}
@@ -200,7 +247,8 @@ def load_weights_into(model: Segmentor, path: str | Path) -> dict[str, Any]:
     payload = load_checkpoint(path)
     if is_ladseg_checkpoint(payload):
         meta = dict(payload["meta"])
-        load_model_weights(model, payload["model"], meta.get("spec"), source=str(path))
+        state, spec = drop_dead_channels(model, payload["model"], meta.get("spec"))
+        load_model_weights(model, state, spec, source=str(path))
         return meta
     reference = _reference_model(path)
     load_model_weights(model, reference.state_dict(), dict(reference.spec), source=f"{path} (reference)")

@@ -8,6 +8,7 @@ overrides its parameters (e.g. ``{"eval_label": "none"}`` to evaluate a teacher 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,26 @@ from ladseg.engine.checkpoint import build_model_from_checkpoint
 from ladseg.engine.config import Config
 from ladseg.engine.metrics import SegMetrics
 from ladseg.errors import CheckpointError
+from ladseg.methods.label_encoding import declared_encoding, resolve_scale
+
+
+def _declared_label_encoding(params: dict[str, Any], meta: dict[str, Any], verbose: bool) -> dict[str, Any]:
+    """The LAD teacher's label encoding as its checkpoint declares it (kind and scale), over the config's."""
+    declared = declared_encoding(meta)
+    if declared is None:
+        return params
+    encoder = dict(params.get("encoder") or {})
+    if encoder.get("kind", declared["kind"]) != declared["kind"]:
+        raise CheckpointError(
+            f"method.encoder.kind={encoder['kind']!r} but the checkpoint was trained with {declared['kind']!r} labels"
+        )
+    configured = encoder.get("scale", "auto")
+    if verbose and configured != "auto":
+        if not math.isclose(
+            resolve_scale(configured, meta.get("normalize")), declared["scale"], rel_tol=1e-6
+        ):
+            print(f"note: using the checkpoint's label scale {declared['scale']:g} (config: {configured!r})")
+    return {**params, "encoder": {**encoder, **declared}}
 
 
 def evaluate_checkpoint(
@@ -35,7 +56,9 @@ def evaluate_checkpoint(
     normalize = meta.get("normalize") or cfg.data.normalize
     if normalize != cfg.data.normalize:
         if verbose:
-            print(f"note: using the checkpoint's input normalisation {normalize!r} (config: {cfg.data.normalize!r})")
+            print(
+                f"note: using the checkpoint's input normalisation {normalize!r} (config: {cfg.data.normalize!r})"
+            )
         cfg.data.normalize = normalize
     dataset = build_split(cfg, split or cfg.data.val_split, train=False)
     if model.num_classes != dataset.num_classes:
@@ -43,9 +66,17 @@ def evaluate_checkpoint(
             f"{checkpoint} predicts {model.num_classes} classes but {cfg.data.dataset!r} has {dataset.num_classes}"
         )
     network, input_fn = model, (lambda batch: batch["image"])
-    if not method_class(cfg.method_name).needs_teacher:  # e.g. a LAD teacher reads label channels too
+    cls = method_class(cfg.method_name)
+    if model.in_channels > 3 and not getattr(cls, "label_input", False):
+        raise CheckpointError(
+            f"{checkpoint} reads {model.in_channels} input channels (image + trained label channels: a LAD "
+            f"teacher) but method {cfg.method_name!r} feeds the image only; evaluate it with its lad_teacher config"
+        )
+    if not cls.needs_teacher:  # e.g. a LAD teacher reads label channels too
         params = {**cfg.method_params, **(method_params or {})}
-        method = build_method(cfg.method_name, params, model, model.num_classes)
+        if getattr(cls, "label_input", False):
+            params = _declared_label_encoding(params, meta, verbose)
+        method = build_method(cfg.method_name, params, model, model.num_classes, normalize=normalize)
         network, input_fn = method.eval_model(), method.inference_input
     network.to(device)
     e = cfg.eval

@@ -23,11 +23,14 @@ def build_method(
     num_classes: int,
     ignore_index: int = 255,
     teacher: Segmentor | None = None,
+    normalize: str | None = None,
 ) -> Method:
     """Build a registered method; bad names, parameters or teacher/student pairs are :class:`ConfigError`.
 
     ``params`` is the config's ``method:`` mapping (``name`` is ignored). A method with
     ``needs_teacher`` requires ``teacher`` (frozen and attached here, outside the module tree).
+    ``normalize`` names the batches' normalisation (``data.normalize``): a teacher whose checkpoint
+    declares another input gets the batch converted, and ``auto`` label scales follow it.
     """
     try:
         cls = METHODS.get(name)
@@ -51,6 +54,8 @@ def build_method(
                 f"teacher and student disagree on the classes: teacher {teacher.num_classes}, student {student.num_classes}"
             )
     method = cls(student, parsed, num_classes, ignore_index)
+    if normalize is not None:
+        method.set_data_normalization(normalize)
     if cls.needs_teacher and teacher is not None:
         method.set_teacher(teacher)
     return method

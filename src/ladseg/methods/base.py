@@ -38,13 +38,22 @@ class Method(nn.Module):
     #: does this method need a frozen teacher (``teacher:`` section of the config)?
     needs_teacher: ClassVar[bool] = False
 
-    def __init__(self, student: Segmentor, params: MethodParams, num_classes: int, ignore_index: int = 255) -> None:
+    def __init__(
+        self, student: Segmentor, params: MethodParams, num_classes: int, ignore_index: int = 255
+    ) -> None:
         super().__init__()
         self.student = student
         self.params = params
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self._teacher: list[Segmentor] = []  # a list hides it from nn.Module registration
+        #: the normalisation of the batches (``data.normalize``); None when the caller did not say
+        self.data_normalize: str | None = None
+
+    def set_data_normalization(self, name: str | None) -> None:
+        """Say how the batch images are normalised, so inputs of other normalisations (a teacher's,
+        a label channel's scale) can be derived from it. Called before :meth:`set_teacher`."""
+        self.data_normalize = name
 
     # -- teacher -----------------------------------------------------------------------
     def set_teacher(self, teacher: Segmentor) -> None:

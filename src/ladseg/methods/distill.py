@@ -16,18 +16,22 @@ and saved with the method state, never part of the exported student.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ladseg.data.transforms import get_normalization, renormalize
+from ladseg.engine.dist import is_main_process
 from ladseg.errors import ConfigError
 from ladseg.losses import LOSSES, DistillLoss, build_loss
 from ladseg.losses.base import seg_ce
 from ladseg.methods import METHODS
 from ladseg.methods.base import Batch, Method, MethodParams
-from ladseg.methods.label_encoding import EncoderParams, LabelEncoder
+from ladseg.methods.label_encoding import AUTO, EncoderParams, LabelEncoder, declared_encoding, resolve_scale
 from ladseg.methods.lad_teacher import check_label_input
 from ladseg.models.segmentor import Segmentor, SegOutput
 
@@ -43,7 +47,8 @@ class DistillParams(MethodParams):
     aux_weight: student auxiliary-head weight (0.02 in the LAD reference's student run).
     kd_losses: list of ``{name, weight, **loss params}``; weight defaults to the loss's ``default_weight``.
     teacher_label: label encoding of a label-assisted teacher (fixed codes; ``noise`` 0.02 by default;
-        ``kind`` and ``scale`` must match how the teacher was trained).
+        ``kind`` and ``scale`` must match how the teacher was trained; ``scale: auto``, the default,
+        takes it from the teacher's checkpoint).
     """
 
     aux_weight: float = 0.02
@@ -79,8 +84,12 @@ class Distill(Method):
             raise ConfigError(
                 f"the distillation student must read 3 image channels, got in_channels={student.in_channels}"
             )
-        enc = EncoderParams.from_dict(params.teacher_label, where="method.teacher_label", noise=0.02)
+        enc = EncoderParams.from_dict(
+            params.teacher_label, where="method.teacher_label", noise=0.02, scale=AUTO
+        )
         self.teacher_encoder = LabelEncoder(enc, num_classes, ignore_index)
+        #: the normalisation the teacher reads when it differs from the batches' (None: the batch as is)
+        self.teacher_normalize: str | None = None
         self.kd_losses = nn.ModuleList()
         self.kd_weights: list[float] = []
         self.kd_names: list[str] = []
@@ -98,11 +107,49 @@ class Distill(Method):
             raise ConfigError(
                 f"teacher predicts {teacher.num_classes} classes, the student {self.num_classes}"
             )
+        meta = getattr(teacher, "meta", None) or {}
+        declared = meta.get("normalize")
+        self.teacher_normalize = None
+        if declared and self.data_normalize and declared != self.data_normalize:
+            get_normalization(declared)  # an unknown name is a ConfigError, not a silent pass-through
+            self.teacher_normalize = declared
+            if is_main_process():
+                print(
+                    f"note: the teacher reads {declared!r} input (its checkpoint), the batches are "
+                    f"{self.data_normalize!r}: converting them for the teacher each step"
+                )
         if teacher.in_channels > 3:
+            self.teacher_encoder = self._teacher_label_encoder(meta)
             check_label_input(teacher, self.teacher_encoder, "the label-assisted teacher")
         super().set_teacher(teacher)
         if len(self.kd_losses) == 0:
             self._build_losses(feature_channels(self.student), feature_channels(teacher))
+
+    def _teacher_label_encoder(self, meta: dict[str, Any]) -> LabelEncoder:
+        """The teacher's label channel: the configured encoding checked against what its checkpoint declares.
+
+        ``scale: auto`` (default) takes the declared scale, else the label scale of the teacher's
+        input normalisation; an explicit kind or scale that differs from the declared one is an error
+        (the teacher would read labels at another magnitude than it was trained with).
+        """
+        enc = self.teacher_encoder.params
+        declared = declared_encoding(meta)
+        teacher_norm = self.teacher_normalize or meta.get("normalize") or self.data_normalize
+        if declared is not None:
+            if declared["kind"] != enc.kind:
+                raise ConfigError(
+                    f"method.teacher_label.kind={enc.kind!r} but the teacher was trained with "
+                    f"{declared['kind']!r} labels (its checkpoint)"
+                )
+            if enc.scale != AUTO:
+                scale = resolve_scale(enc.scale, teacher_norm)
+                if not math.isclose(scale, declared["scale"], rel_tol=1e-6):
+                    raise ConfigError(
+                        f"method.teacher_label.scale={enc.scale!r} ({scale:g}) but the teacher was trained "
+                        f"with label scale {declared['scale']:g} (its checkpoint): set scale: auto"
+                    )
+            enc = dataclasses.replace(enc, scale=declared["scale"])
+        return LabelEncoder(enc, self.num_classes, self.ignore_index, teacher_norm)
 
     def _build_losses(self, student_channels: int, teacher_channels: int) -> None:
         p: DistillParams = self.params  # type: ignore[assignment]
@@ -123,6 +170,8 @@ class Distill(Method):
     def teacher_input(self, batch: Batch) -> Tensor:
         """What the teacher reads: the image, plus the fixed-code label channel for a LAD teacher."""
         x = batch["image"]
+        if self.teacher_normalize is not None and self.data_normalize is not None:
+            x = renormalize(x, self.data_normalize, self.teacher_normalize)
         teacher = self.teacher
         if teacher is None or teacher.in_channels == 3:
             return x

@@ -14,7 +14,7 @@ and device-agnostic. Optional label corruptions (ablations, off by default) run 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -97,8 +97,10 @@ class EncoderParams:
     """How labels become input channels.
 
     kind: ``random_codes`` (reference) or ``onehot``. noise: std of the per-pixel Gaussian noise
-    (reference: 0.03 in teacher training, 0.02 in distillation). scale: a number, or a normalisation
-    name (``imagenet`` -> 1.0, ``reference_bgr`` -> 100) looked up in ``ladseg.data``.
+    (reference: 0.03 in teacher training, 0.02 in distillation). scale: a number, a normalisation
+    name (``imagenet`` -> about 1.74, ``reference_bgr`` -> 100; see ``Normalization.label_scale``),
+    or ``auto``: the label scale of the input the network reads (the data's normalisation for a
+    teacher in training; what the teacher's checkpoint declares in distillation).
     """
 
     kind: str = "random_codes"
@@ -134,10 +136,18 @@ def _check_keys(cls: type, raw: dict[str, Any], where: str) -> None:
         raise ConfigError(f"unknown key(s) {unknown} in {where}; valid: {sorted(valid)}")
 
 
-def resolve_scale(scale: float | str) -> float:
-    """A number stays; a normalisation name gives its ``label_scale`` (about 1.74 imagenet, 100 reference_bgr)."""
+AUTO = "auto"
+
+
+def resolve_scale(scale: float | str, normalize: str | None = None) -> float:
+    """A number stays; a normalisation name gives its ``label_scale`` (about 1.74 imagenet, 100 reference_bgr).
+
+    ``auto`` is the label scale of ``normalize`` (the input the network reads; ``imagenet`` when unknown).
+    """
     if not isinstance(scale, str):
         return float(scale)
+    if scale == AUTO:
+        scale = normalize or "imagenet"
     try:  # the data package owns the normalisations
         from ladseg.data.transforms import NORMALIZATIONS
     except ImportError as exc:  # pragma: no cover - data package absent
@@ -149,16 +159,42 @@ def resolve_scale(scale: float | str) -> float:
     return float(NORMALIZATIONS[scale].label_scale)
 
 
+def declared_encoding(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The label encoding (``kind``, ``scale`` as a number) a label-assisted network was trained with.
+
+    Read from its checkpoint's meta: a ladseg LAD teacher's saved config (``method.encoder``, the
+    scale resolved against the checkpoint's normalisation); a reference (CIRKD/LAD) checkpoint
+    (``normalize: reference_bgr`` and no ladseg config): the reference's random codes x 100.
+    None when the meta does not say (a network built in memory, an old checkpoint).
+    """
+    if not meta:
+        return None
+    normalize = meta.get("normalize")
+    config = meta.get("config")
+    if isinstance(config, Mapping):
+        method = config.get("method") or {}
+        if method.get("name") != "lad_teacher":
+            return None
+        enc = dict(method.get("encoder") or {})
+        kind = enc.get("kind", EncoderParams.kind)
+        return {"kind": kind, "scale": resolve_scale(enc.get("scale", EncoderParams.scale), normalize)}
+    if normalize == "reference_bgr":
+        return {"kind": "random_codes", "scale": resolve_scale("reference_bgr")}
+    return None
+
+
 class LabelEncoder:
     """Turns an N x H x W label (``ignore_index`` = ignore) into N x C x H x W label channels."""
 
-    def __init__(self, params: EncoderParams, num_classes: int, ignore_index: int = 255) -> None:
+    def __init__(
+        self, params: EncoderParams, num_classes: int, ignore_index: int = 255, normalize: str | None = None
+    ) -> None:
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.params = params
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self.scale = resolve_scale(params.scale)
+        self.scale = resolve_scale(params.scale, normalize)  # ``auto``: the label scale of ``normalize``
         self._encode = ENCODINGS.get(params.kind)
 
     @property
@@ -257,6 +293,7 @@ __all__ = [
     "LabelEncoder",
     "channels",
     "corrupt_labels",
+    "declared_encoding",
     "fixed_codes",
     "resolve_scale",
 ]

@@ -103,6 +103,11 @@ class LADTeacher(Method):
         check_label_input(student, self.encoder, "the LAD teacher (model)")
         self._consistency = CONSISTENCY[params.consistency]
 
+    def set_data_normalization(self, name: str | None) -> None:
+        """``encoder.scale: auto`` becomes the label scale of the batches' normalisation."""
+        super().set_data_normalization(name)
+        self.encoder = LabelEncoder(self.encoder.params, self.num_classes, self.ignore_index, name)
+
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         p: LADTeacherParams = self.params  # type: ignore[assignment]
         x, y = batch["image"], batch["mask"]

@@ -20,9 +20,16 @@ from ladseg.errors import CheckpointError
 from ladseg.models.builder import build_model
 from ladseg.models.heads.aspp import default_channels
 from ladseg.models.segmentor import Segmentor
-from ladseg.models.weights import check_state_dict, read_weights_file, unwrap_state_dict
+from ladseg.models.weights import (
+    check_state_dict,
+    dead_input_channels,
+    drop_dead_input_channels,
+    read_weights_file,
+    unwrap_state_dict,
+)
 
 REFERENCE_NORMALIZE = "reference_bgr"
+_FIRST_CONV = "pretrained.conv1.weight"
 
 
 def _sub(template: str, shift: int = 0) -> Callable[[re.Match[str]], str]:
@@ -133,14 +140,24 @@ def convert_reference_checkpoint(state_dict: Mapping[str, Tensor]) -> tuple[Segm
     """Build the matching ladseg model and load the reference weights into it (strictly).
 
     Returns ``(model, meta)`` with ``meta = {"spec", "normalize": "reference_bgr", "source_format"}``.
+    The reference saves students with a 4-channel first conv too (the 4th channel always zero): such a
+    dead channel is dropped (exact, it only ever saw zeros), so a student imports as the 3-channel,
+    image-only network it is; ``meta["dropped_input_channels"]`` says so.
     """
     state_dict = unwrap_state_dict(dict(state_dict), source="reference checkpoint")
+    conv1 = state_dict.get(_FIRST_CONV)
+    dropped = 0
+    if conv1 is not None and dead_input_channels(conv1):  # a student: its label channel only saw zeros
+        dropped = int(conv1.shape[1]) - 3
+        state_dict[_FIRST_CONV] = drop_dead_input_channels(conv1)
     spec = detect_reference_spec(state_dict)
     model = build_model(**spec)
     renamed = {rename_reference_key(k): v for k, v in state_dict.items()}
     check_state_dict(model, renamed, what=f"reference {spec['name']}-{spec['backbone']} weights")
     model.load_state_dict(renamed, strict=True)
     meta = {"spec": model.spec, "normalize": REFERENCE_NORMALIZE, "source_format": "cirkd"}
+    if dropped:
+        meta["dropped_input_channels"] = dropped
     return model, meta
 
 

@@ -49,6 +49,33 @@ def adapt_input_conv(
     return torch.cat([weight, extra.to(dtype=weight.dtype, device=weight.device)], dim=1)
 
 
+def dead_input_channels(weight: Tensor, image_channels: int = 3) -> bool:
+    """True when a first-conv weight has channels beyond the image's and all of them are exactly zero.
+
+    The reference code saves every network with a 4-channel first conv, students included; a
+    student's 4th channel only ever saw zeros, so its weights stay exactly 0 and dropping them
+    changes no output (see :func:`drop_dead_input_channels`). A LAD teacher's label channel starts
+    at N(0, 0.1^2), so it is never all zero.
+    """
+    return (
+        weight.dim() == 4 and weight.shape[1] > image_channels and not bool(weight[:, image_channels:].any())
+    )
+
+
+def drop_dead_input_channels(weight: Tensor, image_channels: int = 3) -> Tensor:
+    """``weight[:, :image_channels]`` when the extra channels are dead (all zero), else ``weight`` unchanged."""
+    return weight[:, :image_channels].clone() if dead_input_channels(weight, image_channels) else weight
+
+
+def first_conv_key(model: nn.Module) -> str | None:
+    """The state-dict name of the weight of ``model.backbone.first_conv`` (None when there is none)."""
+    conv = getattr(getattr(model, "backbone", None), "first_conv", None)
+    weight = getattr(conv, "weight", None)
+    if weight is None:
+        return None
+    return next((name for name, p in model.named_parameters() if p is weight), None)
+
+
 def _describe(names: Iterable[str], shapes: Mapping[str, tuple] | None = None) -> str:
     names = list(names)
     shown = [f"{n} {list(shapes[n])}" if shapes and n in shapes else n for n in names[:_SHOW]]
