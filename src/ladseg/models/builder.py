@@ -74,7 +74,9 @@ def build_model(
 
     ``in_channels`` > 3 makes a LAD teacher (image + label channels). ``pretrained`` is a local
     ImageNet weights file for the backbone. ``head`` holds extra decode-head arguments
-    (``channels``, ``dropout``, ...). Unknown names raise ``ConfigError`` listing valid ones.
+    (``channels``, ``dropout``, ...) and ``aux_dropout``, the FCN auxiliary head's dropout (0.1 by
+    default; LAD's DeepLabV3 uses 0.01 in the ASPP projection, the head and the aux head).
+    Unknown names raise ``ConfigError`` listing valid ones.
     """
     try:
         mdef: ModelDef = MODELS.get(name)  # type: ignore[assignment]
@@ -94,13 +96,14 @@ def build_model(
 
     bb = backbone_factory(in_channels=in_channels, output_stride=output_stride, pretrained=pretrained)
     head_kwargs = dict(head or {})
+    aux_kwargs = {"dropout": float(head_kwargs.pop("aux_dropout"))} if "aux_dropout" in head_kwargs else {}
     if _accepts(head_factory, "output_stride"):
         head_kwargs.setdefault("output_stride", output_stride)
     try:
         decode_head = head_factory(list(bb.out_channels), num_classes, **head_kwargs)
     except TypeError as exc:  # an unknown head argument in a config
         raise ConfigError(f"bad arguments for head {mdef.head!r} of model {name!r}: {exc}") from None
-    aux_head = AuxFCNHead(bb.out_channels[-2], num_classes) if aux and mdef.fcn_aux else None
+    aux_head = AuxFCNHead(bb.out_channels[-2], num_classes, **aux_kwargs) if aux and mdef.fcn_aux else None
     model = Segmentor(bb, decode_head, aux_head, aux_index=-2, name=f"{name}_{backbone}")
     # Plain data that rebuilds the architecture. The pretrained path is dropped: a checkpoint's
     # own weights replace it, and the file need not exist where the checkpoint is loaded.

@@ -1,9 +1,13 @@
 """DeepLabV3 head (Chen et al. 2017, "Rethinking Atrous Convolution"), reference layout.
 
 ASPP branches b0 1x1, b1-b3 3x3 with rates 12/24/36 at output stride 8 (6/12/18 at 16),
-b4 image pooling; concat -> 1x1 project -> BN -> ReLU -> Dropout (0.01 in LAD, 0.5 in CIRKD);
-then 3x3 conv -> BN -> ReLU -> Dropout(0.1) -> 1x1 classifier. ``features`` is the tensor
+b4 image pooling; concat -> 1x1 project -> BN -> ReLU -> Dropout (``aspp_dropout``);
+then 3x3 conv -> BN -> ReLU -> Dropout (``dropout``) -> 1x1 classifier. ``features`` is the tensor
 before that last dropout and classifier.
+
+Dropout rates (projection / head / FCN aux head): LAD's code 0.01 / 0.01 / 0.01 (the LAD configs set
+``head: {aspp_dropout: 0.01, dropout: 0.01, aux_dropout: 0.01}``), CIRKD's 0.5 / 0.1 / 0.1; the
+defaults here, 0.01 / 0.1 / 0.1, are kept for the checkpoints trained with them.
 """
 
 from __future__ import annotations
