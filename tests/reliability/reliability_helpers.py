@@ -89,3 +89,44 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.Comp
 def error_lines(err: str) -> list[str]:
     """The non-progress-bar lines of a CLI's stderr."""
     return [line for line in err.splitlines() if line.strip() and "it/s]" not in line and "s/it]" not in line]
+
+
+def cli_error(argv: list[str], capsys, code: int = 2) -> str:
+    """Run ``ladseg ARGV`` in-process; it must exit ``code`` with one traceback-free error line,
+    which is returned (without the ``ladseg CMD: error:`` prefix)."""
+    from ladseg.cli import main
+
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    prefix = f"ladseg {argv[0]}: error: "
+    lines = [line for line in error_lines(err) if line.startswith(prefix)]
+    assert len(lines) == 1, err
+    return lines[0][len(prefix) :]
+
+
+def write_png16_rgb(path: Path, rgb: np.ndarray) -> Path:
+    """A 16-bit-per-channel RGB PNG (Pillow cannot write one): H x W x 3 uint16 values."""
+    import struct
+    import zlib
+
+    h, w, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)  # 16 bits, colour type 2 (RGB)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+                     + chunk(b"IEND", b""))  # fmt: skip
+    return path
+
+
+def write_rotated_photo(path: Path, stored: np.ndarray, orientation: int = 6) -> Path:
+    """A JPEG of ``stored`` (H x W x 3) carrying an EXIF orientation, as a phone writes a portrait
+    (6: the viewer turns it 90 degrees clockwise, so it is displayed W x H)."""
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.save(path, exif=exif, quality=95)
+    return path

@@ -2,14 +2,22 @@
 
 A module in ``SUBCOMMANDS`` defines ``register(subparsers) -> None``, which adds its parser and
 sets ``func=run`` where ``run(args) -> int``. User errors (:class:`ladseg.errors.LadsegError`)
-are printed as one line and exit with status 2; ``--debug`` shows the traceback.
+are printed as one line and exit with status 2; ``--debug`` shows the traceback. So are the
+errors of a place that cannot be written (full disk, read-only folder, a file where a folder is
+expected): the output options are checked before the work starts (:func:`prepare_output_dir`,
+:func:`prepare_output_file`), and a disk that fills up later names the file.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import math
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 from ladseg import __version__
 from ladseg.errors import LadsegError
@@ -53,6 +61,120 @@ def out_of_memory_error(exc: BaseException, what: str, hint: str) -> LadsegError
     return LadsegError(f"out of memory during {what} ({first}); {hint}")
 
 
+# -- option values ------------------------------------------------------------------------------
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0 (a window or stride of 0 divides by zero)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (a scale of 0 or less has no image)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """argparse type: a number in [0, 1] (an opacity)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text}")
+    return value
+
+
+# -- places to write -----------------------------------------------------------------------------
+#: errno values that say the place is at fault (full, read-only, not a folder), not the program
+PLACE_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EPERM", "ENOTDIR", "EISDIR",
+                 "EEXIST", "ENAMETOOLONG", "ENOENT")
+    if hasattr(errno, name)
+)  # fmt: skip
+_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space or write elsewhere",
+    errno.EROFS: "a read-only file system",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "a folder is in the way, not a file",
+    errno.EEXIST: "a file is in the way, not a folder",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``No space left on device (the disk is full: ...)``: the system's words and what they mean."""
+    reason = exc.strerror or str(exc)
+    hint = _HINTS.get(exc.errno or 0)
+    return f"{reason} ({hint})" if hint else reason
+
+
+def prepare_output_dir(path: Path, what: str) -> Path:
+    """Create the folder ``path`` (and its parents) and prove a file can be written in it.
+
+    Anything in the way (a file where the folder should be, a read-only or full disk) is a
+    :class:`LadsegError` naming ``what`` (the option), raised before any work starts.
+    """
+    if path.exists() and not path.is_dir():
+        raise LadsegError(f"{what} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise LadsegError(f"{what} {path}: cannot write there: {describe_os_error(exc)}") from exc
+    return path
+
+
+def prepare_output_file(path: Path, what: str) -> Path:
+    """Check that the file ``path`` can be written (its folder is created): see :func:`prepare_output_dir`."""
+    if path.is_dir():
+        raise LadsegError(f"{what} {path} is a folder; give a file name")
+    if path.exists():  # overwritten in place: the file itself must be writable, not its folder
+        if not os.access(path, os.W_OK):
+            raise LadsegError(f"{what} {path}: cannot write it (permission denied)")
+        return path
+    prepare_output_dir(path.parent, f"{what} {path}: its folder")
+    return path
+
+
+def probe_future_dir(path: Path, what: str) -> None:
+    """Like :func:`prepare_output_dir` for a folder created later, but creates nothing: the nearest
+    existing folder above ``path`` must take a file (a failing run then leaves no folder behind)."""
+    path = Path(path).absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "" if existing == path else f" ({existing} is a file)"
+        raise LadsegError(f"{what} {path} cannot be a folder{where}")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise LadsegError(f"{what} {path}: cannot write in {existing}: {describe_os_error(exc)}") from exc
+
+
+def write_text_file(path: Path, text: str, what: str) -> None:
+    """Write ``text`` to ``path``; a failure (full disk) is a one-line error and leaves no partial file."""
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        if path.is_file():  # not a device such as /dev/full
+            path.unlink(missing_ok=True)
+        raise LadsegError(f"{what}: cannot write {path}: {describe_os_error(exc)}") from exc
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -65,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"ladseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a place that cannot be read or written, met after the checks
+        if args.debug or exc.errno not in PLACE_ERRNOS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"ladseg {args.command}: error: {where}{describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -2,6 +2,8 @@
 
 Exit status 0 when every file is fine, 1 when any is bad (so scripts can gate a training run
 on it); a layout error (missing folder, empty split) is a user error like everywhere else (2).
+An image without its label (or a list entry without its files) is one more bad file, not a stop;
+a split that cannot be read at all (e.g. empty) is reported after the splits that could be.
 """
 
 from __future__ import annotations
@@ -47,28 +49,52 @@ def resolve_splits(choice: str, train_split: str, val_split: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ladseg.cli import prepare_output_file, write_text_file
     from ladseg.data import build_dataset
-    from ladseg.data.check import format_report, scan_dataset
+    from ladseg.data.base import collect_missing_files
+    from ladseg.data.check import BadFile, format_report, scan_dataset
     from ladseg.engine.config import load_config
+    from ladseg.errors import DatasetError, LadsegError
 
     cfg = load_config(args.config, args.overrides)
     d = cfg.data
     workers = d.num_workers if args.workers is None else max(0, args.workers)
-    reports = []
+    if args.json not in (None, "-"):
+        prepare_output_file(Path(args.json), "--json")  # before the scan, not after it
+    reports, failed = [], []
     for split in resolve_splits(args.split, d.train_split, d.val_split):
-        dataset = build_dataset(d.dataset, d.root, split, transform=None, **d.kwargs)
-        reports.append(scan_dataset(dataset, name=d.dataset, workers=workers, progress=sys.stderr.isatty()))
-    bad = sum(len(r.bad) for r in reports)
+        with collect_missing_files() as missing:
+            try:
+                dataset = build_dataset(d.dataset, d.root, split, transform=None, **d.kwargs)
+            except DatasetError as exc:
+                failed.append((split, exc, missing))
+                continue
+        report = scan_dataset(dataset, name=d.dataset, workers=workers, progress=sys.stderr.isatty())
+        report.bad[:0] = [BadFile(str(path), "missing", f"missing {what}: {path}") for path, what in missing]
+        reports.append(report)
+    if not reports:  # nothing could be read: the first layout error, as everywhere else
+        raise failed[0][1]
+    missing_in_failed = [path for _, _, missing in failed for path, _ in missing]
+    bad = sum(len(r.bad) for r in reports) + len(missing_in_failed)
     if args.json is not None:
-        text = json.dumps({"bad_files": bad, "splits": [r.to_dict() for r in reports]}, indent=2)
+        text = json.dumps({
+            "bad_files": bad,
+            "splits": [r.to_dict() for r in reports],
+            "unreadable_splits": [
+                {"split": split, "problem": str(exc), "missing_files": [str(p) for p, _ in missing]}
+                for split, exc, missing in failed
+            ],
+        }, indent=2)  # fmt: skip
         if args.json == "-":
             print(text)
         else:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(text + "\n")
+            write_text_file(Path(args.json), text + "\n", "--json")
     else:
         print("\n\n".join(format_report(r) for r in reports))
     if args.json != "-":  # stdout holds only the JSON when it is printed
         verdict = f"{bad} bad file{'s' if bad != 1 else ''}" if bad else "no bad files"
         print(f"check-data: {verdict} in {sum(r.items for r in reports)} items", file=sys.stderr)
+    if failed:  # the splits that could be read are reported above; this one is a layout error
+        problems = "; ".join(f"split {split!r}: {exc}" for split, exc, _ in failed)
+        raise LadsegError(problems)
     return 1 if bad else 0

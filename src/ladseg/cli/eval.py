@@ -12,17 +12,24 @@ from pathlib import Path
 from typing import Any
 
 
-def add_inference_args(p: argparse.ArgumentParser) -> None:
-    """Options shared with ``predict``: inference mode, scales, flip, window."""
+def add_inference_args(p: argparse.ArgumentParser, defaults: str = "the config's eval section") -> None:
+    """Options shared with ``predict``: inference mode, scales, flip, window; ``defaults`` says
+    where an option not given comes from (in the help)."""
+    from ladseg.cli import positive_float, positive_int
+
     p.add_argument(
-        "--mode", choices=["whole", "slide", "multiscale"], help="inference mode (default: eval.mode)"
+        "--mode", choices=["whole", "slide", "multiscale"], help=f"inference mode (default: {defaults})"
     )
     p.add_argument(
-        "--scales", type=float, nargs="+", help="scales for multiscale, e.g. 0.5 0.75 1.0 1.25 1.5 1.75"
-    )
+        "--scales", type=positive_float, nargs="+",
+        help="scales (> 0) for multiscale, e.g. 0.5 0.75 1.0 1.25 1.5 1.75",
+    )  # fmt: skip
     p.add_argument("--flip", action="store_true", help="add horizontally flipped inputs (multiscale)")
-    p.add_argument("--crop-size", type=int, nargs=2, metavar=("H", "W"), help="sliding-window size")
-    p.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="sliding-window stride")
+    p.add_argument("--crop-size", type=positive_int, nargs=2, metavar=("H", "W"), help="sliding-window size")
+    p.add_argument(
+        "--stride", type=positive_int, nargs=2, metavar=("H", "W"),
+        help="sliding-window stride (at most the window; default 2/3 of it)",
+    )  # fmt: skip
     p.add_argument("--scale-mode", choices=["whole", "slide"], help="how each scale of multiscale runs")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: run.device / auto)")
 
@@ -44,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def apply_inference_args(cfg: Any, args: argparse.Namespace) -> None:
+    """The options given replace the config's eval settings; the result is checked again (a
+    ``--stride`` larger than the window leaves pixels without a prediction)."""
+    from ladseg.engine.config import _check_values
+
     e = cfg.eval
     e.mode = args.mode or e.mode
     e.scales = list(args.scales) if args.scales else e.scales
@@ -53,15 +64,18 @@ def apply_inference_args(cfg: Any, args: argparse.Namespace) -> None:
     e.scale_mode = args.scale_mode or e.scale_mode
     if args.device:
         cfg.run.device = args.device
+    _check_values(cfg)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ladseg.cli import is_out_of_memory, out_of_memory_error
+    from ladseg.cli import is_out_of_memory, out_of_memory_error, prepare_output_file, write_text_file
     from ladseg.engine.checkpoint_eval import evaluate_checkpoint
     from ladseg.engine.config import load_config
 
     cfg = load_config(args.config, args.overrides)
     apply_inference_args(cfg, args)
+    if args.json:
+        prepare_output_file(args.json, "--json")  # before the evaluation, not after it
     e = cfg.eval
     try:
         metrics, dataset = evaluate_checkpoint(cfg, args.checkpoint, split=args.split, verbose=True)
@@ -82,8 +96,6 @@ def run(args: argparse.Namespace) -> int:
     )
     print(metrics.table())
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps({"checkpoint": str(args.checkpoint), "mode": desc, **metrics.to_dict()}, indent=2)
-        )
+        record = {"checkpoint": str(args.checkpoint), "mode": desc, **metrics.to_dict()}
+        write_text_file(args.json, json.dumps(record, indent=2), "--json")
     return 0

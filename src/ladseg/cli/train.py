@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,15 +21,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def checkpoint_note(work_dir: Path) -> str:
+    """What a stopped run leaves to resume from: ``last.pth`` and its iteration, when it loads."""
+    from ladseg.engine.checkpoint import load_checkpoint
+    from ladseg.errors import LadsegError
+
+    last = work_dir / "last.pth"
+    if not last.is_file():
+        return "no checkpoint was written yet"
+    try:
+        iteration = load_checkpoint(last)["meta"]["iteration"]
+    except (LadsegError, OSError, RuntimeError, KeyError, TypeError):
+        return f"{last} is the last checkpoint"
+    return f"{last} (iteration {iteration}) is intact: run the same command again to resume from it"
+
+
 def run(args: argparse.Namespace) -> int:
-    from ladseg.cli import is_out_of_memory, out_of_memory_error
+    from ladseg.cli import (
+        PLACE_ERRNOS,
+        describe_os_error,
+        is_out_of_memory,
+        out_of_memory_error,
+        probe_future_dir,
+    )
+    from ladseg.engine.builders import check_method_section
     from ladseg.engine.config import load_config
     from ladseg.engine.dist import launched_as_main_process
     from ladseg.engine.trainer import train
+    from ladseg.errors import LadsegError
 
     cfg = load_config(args.config, args.overrides)
+    check_method_section(cfg)  # before any data is read: a wrong method value names its key
+    work_dir = Path(cfg.run.work_dir or "work_dirs")
+    probe_future_dir(work_dir, "run.work_dir")
     try:
         result = train(cfg)
+    except OSError as exc:  # e.g. the disk fills up while writing a checkpoint or the log
+        if exc.errno not in PLACE_ERRNOS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else f"in {work_dir}: "
+        raise LadsegError(
+            f"{where}{describe_os_error(exc)}; training stopped, {checkpoint_note(work_dir)}"
+        ) from exc
     except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
         if not is_out_of_memory(exc):
             raise

@@ -10,18 +10,25 @@ Representation (one for every dataset):
 Bad data is reported, never dropped or clipped: a missing folder or list file, an empty split,
 an unreadable image, a mask whose size differs from its image and label ids outside
 ``[0, K) + {255}`` all raise :class:`ladseg.errors.DatasetError` naming the file.
+
+Images are read as they are displayed: the EXIF orientation of a photo is applied, and 16-bit
+images are scaled to 8 bits (not clipped at 255). An image larger than Pillow's decompression-bomb
+limit is refused with a message naming ``LADSEG_MAX_IMAGE_PIXELS``, which raises that limit.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ladseg.data.classes import IGNORE_COLOR, IGNORE_INDEX, identity_table
@@ -30,6 +37,24 @@ from ladseg.registry import Registry
 
 DATASETS: Registry[SegDataset] = Registry("dataset")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+#: environment variable: the largest image (in pixels) read; 0 = no limit (default: Pillow's ~89 M)
+PIXEL_LIMIT_ENV = "LADSEG_MAX_IMAGE_PIXELS"
+# While set (see collect_missing_files), a dataset scan records items whose image or label file is
+# missing and skips them, instead of stopping at the first.
+_MISSING: ContextVar[list[tuple[Path, str]] | None] = ContextVar("ladseg_missing_files", default=None)
+
+
+@contextmanager
+def collect_missing_files() -> Iterator[list[tuple[Path, str]]]:
+    """Within this block, datasets built skip items whose image or label is missing and append
+    ``(path, what)`` to the yielded list (``ladseg check-data`` lists them all); outside it such an
+    item is an error, as training needs."""
+    found: list[tuple[Path, str]] = []
+    token = _MISSING.set(found)
+    try:
+        yield found
+    finally:
+        _MISSING.reset(token)
 
 
 @dataclass(frozen=True)
@@ -102,6 +127,18 @@ class SegDataset(Dataset):
             self.missing(path, what)
         return path
 
+    def has_item_file(self, path: Path, what: str) -> bool:
+        """Whether the image or label file of one item exists; a missing one raises, or is recorded
+        and skipped inside :func:`collect_missing_files`."""
+        if path.exists():
+            return True
+        collected = _MISSING.get()
+        if collected is None:
+            self.missing(path, what)
+        else:
+            collected.append((path, what))
+        return False
+
     def pair_by_stem(
         self,
         image_dir: Path,
@@ -128,7 +165,8 @@ class SegDataset(Dataset):
                 stem = stem[: -len(image_suffix)]
             rel = image.parent.relative_to(image_dir)
             mask = mask_dir / rel / f"{stem}{mask_suffix}"
-            self.require(mask, f"label of image {image}")
+            if not self.has_item_file(mask, f"label of image {image}"):
+                continue
             samples.append(Sample(str(rel / stem) if str(rel) != "." else stem, image, mask))
         return samples
 
@@ -146,16 +184,21 @@ class SegDataset(Dataset):
             if len(parts) != 2:
                 raise DatasetError(f"{list_file}:{number}: expected 'image label' (two paths), got {line.strip()!r}")
             image, mask = (self._under_root(p, list_file, number) for p in parts)
-            samples.append(Sample(image.stem, image, mask))
+            if image is not None and mask is not None:
+                samples.append(Sample(image.stem, image, mask))
         return samples
 
-    def _under_root(self, written: str, list_file: Path, number: int) -> Path:
+    def _under_root(self, written: str, list_file: Path, number: int) -> Path | None:
         parts = Path(written.lstrip("/")).parts
         for i in range(len(parts)):
             candidate = self.root.joinpath(*parts[i:])
             if candidate.is_file():
                 return candidate
-        raise DatasetError(f"{list_file}:{number}: {written} not found under {self.root}")
+        collected = _MISSING.get()
+        if collected is None:
+            raise DatasetError(f"{list_file}:{number}: {written} not found under {self.root}")
+        collected.append((Path(written), f"file listed in {list_file}:{number} (not found under {self.root})"))
+        return None
 
     def read_list(self, list_file: Path) -> list[str]:
         self.require(list_file, f"split list for {self.split!r}")
@@ -189,11 +232,70 @@ class SegDataset(Dataset):
         return f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, items={len(self)})"
 
 
-def read_image(path: Path) -> np.ndarray:
-    """An RGB uint8 H x W x 3 array; a missing, unreadable or truncated file raises DatasetError."""
+_PIXEL_LIMIT: dict[str, int | None] = {}  # "pillow": Pillow's own limit, "set": the one applied from the env
+
+
+def apply_pixel_limit() -> int | None:
+    """Set Pillow's decompression-bomb limit (pixels) from ``LADSEG_MAX_IMAGE_PIXELS`` (0 = none);
+    without the variable, Pillow's own limit stays (about 89 M pixels). Returns the limit in force."""
+    value = os.environ.get(PIXEL_LIMIT_ENV, "").strip()
+    if "set" in _PIXEL_LIMIT and Image.MAX_IMAGE_PIXELS != _PIXEL_LIMIT["set"]:
+        _PIXEL_LIMIT.clear()  # someone else changed the global since: theirs is Pillow's limit now
+    if not value:
+        if "set" in _PIXEL_LIMIT:  # the variable was removed: back to Pillow's limit
+            Image.MAX_IMAGE_PIXELS = _PIXEL_LIMIT.pop("pillow")
+            _PIXEL_LIMIT.clear()
+        return Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as img:
-            return np.array(img.convert("RGB"))  # a writable copy (torch.from_numpy needs one)
+        limit = int(float(value))
+    except ValueError:
+        raise ConfigError(f"{PIXEL_LIMIT_ENV}={value!r}: expected a number of pixels (0 = no limit)") from None
+    if limit < 0:
+        raise ConfigError(f"{PIXEL_LIMIT_ENV}={value!r}: expected a number of pixels >= 0 (0 = no limit)")
+    _PIXEL_LIMIT.setdefault("pillow", Image.MAX_IMAGE_PIXELS)
+    _PIXEL_LIMIT["set"] = Image.MAX_IMAGE_PIXELS = limit or None  # Pillow reads this global at open
+    return Image.MAX_IMAGE_PIXELS
+
+
+def open_image(path: Path, what: str = "image") -> Image.Image:
+    """``Image.open`` under :func:`apply_pixel_limit`; a file over the limit raises a DatasetError
+    that says how to allow it (Pillow refuses it as a possible decompression bomb)."""
+    apply_pixel_limit()
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise DatasetError(
+            f"{what} {path} is too large to read safely ({exc}); if you trust the file, allow larger "
+            f"images with the environment variable {PIXEL_LIMIT_ENV}=<pixels> (0 = no limit)"
+        ) from exc
+
+
+def to_rgb8(img: Image.Image) -> np.ndarray:
+    """An RGB uint8 H x W x 3 array as the image is displayed.
+
+    The EXIF orientation is applied (a phone's portrait photo is stored sideways); 16-bit greyscale
+    (``I;16``, ``I``) is scaled from 0..65535 to 0..255, float images (``F``) from 0..1 or 0..255;
+    Pillow already reduces 16-bit RGB to its high byte.
+    """
+    img = ImageOps.exif_transpose(img)
+    if img.mode.startswith("I") or img.mode == "F":
+        values = np.asarray(img, dtype=np.float64)
+        top = float(values.max()) if values.size else 0.0
+        if img.mode == "F" and top <= 1.0:
+            values = values * 255.0
+        elif img.mode.startswith("I;16") or top > 255.0:
+            values = values / 257.0  # 65535 -> 255
+        grey = np.clip(np.round(values), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.array(img.convert("RGB"))  # a writable copy (torch.from_numpy needs one)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An RGB uint8 H x W x 3 array (see :func:`to_rgb8`); a missing, unreadable, truncated or
+    too large file raises DatasetError."""
+    try:
+        with open_image(path) as img:
+            return to_rgb8(img)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise DatasetError(f"cannot read image {path}: {exc}") from exc
 
@@ -201,8 +303,8 @@ def read_image(path: Path) -> np.ndarray:
 def read_png_label(path: Path) -> np.ndarray:
     """Raw ids of a single-channel label image (palette 'P' indices, 'L' or 16-bit values)."""
     try:
-        with Image.open(path) as img:
-            if img.mode not in ("P", "L", "I", "I;16"):
+        with open_image(path, "label") as img:
+            if img.mode not in ("P", "L", "I", "I;16", "I;16B", "I;16L"):
                 raise DatasetError(
                     f"label {path} has mode {img.mode!r}; expected a single-channel id image "
                     "(palette 'P', 8-bit 'L' or 16-bit), not a colour rendering"

@@ -45,9 +45,13 @@ class VOCDataset(SegDataset):
             list_file = lists / "aug.txt"
         samples = []
         for item in self.read_list(list_file):
-            image = self.require(image_dir / f"{item}.jpg", f"image listed in {list_file.name}")
-            mask = self.require(ann_dir / f"{item}.png", f"label listed in {list_file.name}")
-            samples.append(Sample(item, image, mask))
+            image, mask = image_dir / f"{item}.jpg", ann_dir / f"{item}.png"
+            found = [  # both checked, so check-data lists a missing image and its missing label
+                self.has_item_file(image, f"image listed in {list_file.name}"),
+                self.has_item_file(mask, f"label listed in {list_file.name}"),
+            ]
+            if all(found):
+                samples.append(Sample(item, image, mask))
         return samples
 
 
@@ -167,9 +171,13 @@ class COCOStuff10KDataset(SegDataset):
         list_file = self.root / "imageLists" / f"{self.disk_split}.txt"
         samples = []
         for item in self.read_list(list_file):
-            image = self.require(image_dir / f"{item}.jpg", f"image listed in {list_file.name}")
-            mask = self.require(ann_dir / f"{item}.mat", f"label listed in {list_file.name}")
-            samples.append(Sample(item, image, mask))
+            image, mask = image_dir / f"{item}.jpg", ann_dir / f"{item}.mat"
+            found = [  # both checked, so check-data lists a missing image and its missing label
+                self.has_item_file(image, f"image listed in {list_file.name}"),
+                self.has_item_file(mask, f"label listed in {list_file.name}"),
+            ]
+            if all(found):
+                samples.append(Sample(item, image, mask))
         return samples
 
     def read_label(self, path: Path) -> np.ndarray:

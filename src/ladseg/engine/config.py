@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,8 +214,7 @@ def _type_error(key: str, value: Any, tp: Any) -> ConfigError:
     )
 
 
-def _from_dict(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
-    hints = get_type_hints(cls)
+def _check_known_keys(cls: type, raw: dict[str, Any], prefix: str) -> None:
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(raw) - set(names))
     if unknown:
@@ -224,6 +224,11 @@ def _from_dict(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
             f"{' (and ' + ', '.join(unknown[1:]) + ')' if len(unknown) > 1 else ''}; "
             f"valid keys{' of ' + prefix if prefix else ''}: {', '.join(names)}"
         )
+
+
+def _from_dict(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
+    hints = get_type_hints(cls)
+    _check_known_keys(cls, raw, prefix)
     kwargs = {}
     for name, value in raw.items():
         key = f"{prefix}.{name}" if prefix else name
@@ -231,8 +236,35 @@ def _from_dict(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+def check_mapping(
+    cls: type, raw: dict[str, Any], prefix: str, sections: dict[str, type] | None = None
+) -> dict[str, Any]:
+    """``raw`` checked against the dataclass ``cls`` the way a config section is checked.
+
+    For a free-form part of the config (the ``method:`` section, typed by each method's own
+    parameter dataclass): an unknown key or a value of the wrong type is a ConfigError naming
+    ``prefix.key``. Returns the given keys only, converted as everywhere else (``5`` -> ``5.0``,
+    ``"3e-3"`` -> ``0.003``). A nested dataclass, or a mapping field named in ``sections``
+    (field -> dataclass), is checked the same way and stays a mapping; ``null`` stays ``null``.
+    """
+    hints = get_type_hints(cls)
+    _check_known_keys(cls, raw, prefix)
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        key = f"{prefix}.{name}"
+        section = (sections or {}).get(name, hints[name])
+        if dataclasses.is_dataclass(section) and isinstance(value, dict):
+            out[name] = check_mapping(section, value, key)
+        elif name in (sections or {}) and value is None:
+            out[name] = None
+        else:
+            out[name] = _coerce(value, section, key)
+    return out
+
+
 def _check_values(cfg: Config) -> None:
-    """Checks beyond types: choices, pair lengths, positive counts."""
+    """Checks beyond types: choices, pair lengths, counts and numbers in their range (a value out of
+    its range is a ConfigError naming the key, before any data is read)."""
     for key, allowed in CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
@@ -258,6 +290,38 @@ def _check_values(cfg: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"config key {key!r}: expected a positive integer, got {value}")
+    for key in ("data.crop_size", "eval.crop_size", "eval.stride"):
+        value = pairs[key]
+        if value is not None and min(value) <= 0:
+            raise ConfigError(f"config key {key!r}: expected two positive integers [h, w], got {value!r}")
+    window = cfg.eval.crop_size or cfg.data.crop_size
+    if cfg.eval.stride is not None and any(s > c for s, c in zip(cfg.eval.stride, window, strict=True)):
+        raise ConfigError(
+            f"config key 'eval.stride': {cfg.eval.stride} is larger than the sliding window {list(window)} "
+            "(eval.crop_size, default data.crop_size): the pixels between two windows would get no prediction"
+        )
+    lo, hi = cfg.data.scale_range
+    if not 0 < lo <= hi:
+        raise ConfigError(f"config key 'data.scale_range': expected 0 < lo <= hi, got {cfg.data.scale_range!r}")
+    if not cfg.eval.scales or not all(math.isfinite(v) and v > 0 for v in cfg.eval.scales):
+        raise ConfigError(f"config key 'eval.scales': expected one or more numbers > 0, got {cfg.eval.scales!r}")
+    ranges: dict[str, tuple[float | None, Any, str]] = {  # key: (value, test, what it must be)
+        "optim.lr": (cfg.optim.lr, lambda v: v > 0, "a number > 0"),
+        "optim.weight_decay": (cfg.optim.weight_decay, lambda v: v >= 0, "a number >= 0"),
+        "optim.momentum": (cfg.optim.momentum, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+        "optim.poly_power": (cfg.optim.poly_power, lambda v: v >= 0, "a number >= 0"),
+        "optim.warmup_iters": (cfg.optim.warmup_iters, lambda v: v >= 0, "an integer >= 0"),
+        "optim.warmup_ratio": (cfg.optim.warmup_ratio, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+        "optim.head_lr_mult": (cfg.optim.head_lr_mult, lambda v: v >= 0, "a number >= 0"),
+        "data.num_workers": (cfg.data.num_workers, lambda v: v >= 0, "an integer >= 0"),
+        "model.in_channels": (cfg.model.in_channels, lambda v: v >= 1, "an integer >= 1"),
+        "model.num_classes": (cfg.model.num_classes, lambda v: v >= 1, "an integer >= 1 or null"),
+        "teacher.in_channels": (cfg.teacher.in_channels, lambda v: v >= 1, "an integer >= 1 or null"),
+        "run.seed": (cfg.run.seed, lambda v: abs(v) < 2**63, "a 64-bit integer"),
+    }
+    for key, (value, test, what) in ranges.items():
+        if value is not None and not (math.isfinite(value) and test(value)):
+            raise ConfigError(f"config key {key!r}: expected {what}, got {value}")
     if not cfg.data.resize_ratio > 0:
         raise ConfigError(f"config key 'data.resize_ratio': expected a number > 0, got {cfg.data.resize_ratio}")
     if cfg.train.ema_decay is not None and not 0.0 < cfg.train.ema_decay < 1.0:
