@@ -91,10 +91,13 @@ def run(args: argparse.Namespace) -> int:
             write_text_file(Path(args.json), text + "\n", "--json")
     else:
         print("\n\n".join(format_report(r) for r in reports))
+        for split, _, missing in failed:
+            if missing:
+                print(f"\n{d.dataset}/{split}: missing files ({len(missing)}):")
+                print("\n".join(f"  [missing] missing {what}: {path}" for path, what in missing))
     if args.json != "-":  # stdout holds only the JSON when it is printed
         verdict = f"{bad} bad file{'s' if bad != 1 else ''}" if bad else "no bad files"
         print(f"check-data: {verdict} in {sum(r.items for r in reports)} items", file=sys.stderr)
     if failed:  # the splits that could be read are reported above; this one is a layout error
-        problems = "; ".join(f"split {split!r}: {exc}" for split, exc, _ in failed)
-        raise LadsegError(problems)
+        raise LadsegError("; ".join(str(exc) for _, exc, _ in failed))
     return 1 if bad else 0
