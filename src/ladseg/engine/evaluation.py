@@ -2,7 +2,8 @@
 
 Metrics: :mod:`ladseg.engine.metrics` (mIoU averages over classes present in the ground truth
 or the predictions; absent classes are NaN and excluded). Inference modes:
-:mod:`ladseg.engine.inference` (whole, slide, multiscale averaging softmax probabilities).
+:mod:`ladseg.engine.inference` (whole, slide, multiscale averaging softmax probabilities, or
+logits as the reference does).
 """
 
 from __future__ import annotations
@@ -73,12 +74,16 @@ def evaluate(
     autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
     progress: bool = True,
     max_batches: int | None = None,
+    multiscale_average: str = "probs",
+    multiscale_rounding: str = "round",
 ) -> SegMetrics:
     """Metrics of ``model`` over ``loader`` (reduced across processes when distributed).
 
     ``input_fn(batch)`` gives what the network reads (a LAD teacher adds label channels);
     the batch is on ``device`` when it is called. Scores are resized to the mask size when the
     two differ. ``model`` is switched to eval mode and restored afterwards.
+    ``multiscale_average`` / ``multiscale_rounding``: see :func:`multiscale_inference`
+    (``"logits"`` / ``"floor"`` is the reference's multi-scale evaluation).
     """
     device = torch.device(device)
     was_training = model.training
@@ -90,7 +95,10 @@ def evaluate(
             raise ValueError("slide inference needs crop_size")
         kwargs.update(crop_size=list(crop_size), stride=list(stride) if stride else None)
     if mode == "multiscale":
-        kwargs.update(scales=list(scales), flip=flip, scale_mode=scale_mode)
+        kwargs.update(
+            scales=list(scales), flip=flip, scale_mode=scale_mode,
+            average=multiscale_average, rounding=multiscale_rounding,
+        )  # fmt: skip
     ctx = autocast or contextlib.nullcontext
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
     bar = tqdm(

@@ -8,12 +8,17 @@ input and returns N x K x H x W scores at the input size:
   bottom/right when smaller than a crop); overlapping logits are summed and divided by how
   many windows covered each pixel (mmsegmentation's slide inference).
 - ``multiscale``: the input resized by each scale (and horizontally flipped when ``flip``),
-  each run as ``whole`` or ``slide``; the **softmax probabilities** are averaged at the input
-  size, so scales with larger logit magnitudes do not dominate.
+  each run as ``whole`` or ``slide``; by default the **softmax probabilities** are averaged at the
+  input size (``average="probs"``, sizes rounded), so scales with larger logit magnitudes do not
+  dominate. ``average="logits", rounding="floor"`` is the reference's (CIRKD/LAD ``eval.py``):
+  ``F.interpolate(scale_factor=s)`` floors the scaled size, and the up-sampled logits (flip
+  averaged with the unflipped ones) are averaged. The argmax of the two can differ where scales
+  disagree.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -24,6 +29,8 @@ from ladseg.models.segmentor import ALIGN_CORNERS, resize_logits
 from ladseg.registry import Registry
 
 INFERENCE_MODES: Registry[Callable[..., Tensor]] = Registry("inference mode")
+MULTISCALE_AVERAGES = ("probs", "logits")
+MULTISCALE_ROUNDINGS = ("round", "floor")
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
@@ -94,25 +101,39 @@ def multiscale_inference(
     scales: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75),
     flip: bool = False,
     scale_mode: str = "whole",
+    average: str = "probs",
+    rounding: str = "round",
     **kwargs: object,
 ) -> Tensor:
-    """Mean softmax probability over scales (and flips), each run with ``scale_mode``."""
+    """Mean over scales (and flips), each run with ``scale_mode``, of the softmax probabilities
+    (``average="probs"``) or of the logits (``"logits"``, the reference's); scaled sizes are
+    ``round``-ed or ``floor``-ed (the reference's)."""
+    if average not in MULTISCALE_AVERAGES:
+        raise ValueError(f"multiscale average must be one of {MULTISCALE_AVERAGES}, got {average!r}")
+    if rounding not in MULTISCALE_ROUNDINGS:
+        raise ValueError(f"multiscale rounding must be one of {MULTISCALE_ROUNDINGS}, got {rounding!r}")
     base = INFERENCE_MODES.get(scale_mode)
     h, w = x.shape[-2:]
+    to_int = round if rounding == "round" else math.floor
     total: Tensor | None = None
     n = 0
     for s in scales:
-        size = (max(1, round(h * s)), max(1, round(w * s)))
+        size = (max(1, to_int(h * s)), max(1, to_int(w * s)))
         xs = (
             x if size == (h, w) else F.interpolate(x, size=size, mode="bilinear", align_corners=ALIGN_CORNERS)
         )
         for flipped in (False, True) if flip else (False,):
             inp = xs.flip(-1) if flipped else xs
-            logits = base(model, inp, **kwargs)
+            if scale_mode == "whole":  # head resolution -> input size in one resampling, as the reference
+                logits = model(inp).logits.float()
+            else:
+                logits = base(model, inp, **kwargs)
             if flipped:
                 logits = logits.flip(-1)
-            probs = resize_logits(logits, (h, w)).softmax(1)
-            total = probs if total is None else total + probs
+            scores = resize_logits(logits, (h, w))
+            if average == "probs":
+                scores = scores.softmax(1)
+            total = scores if total is None else total + scores
             n += 1
     if total is None:
         raise ValueError("multiscale inference needs at least one scale")

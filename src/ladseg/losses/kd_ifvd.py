@@ -37,7 +37,10 @@ class IFVDLoss(DistillLoss):
     """MSE between the student's and the teacher's pixel-to-prototype cosine maps.
 
     Labels are down-sampled (nearest) to the student's feature grid, the teacher's features are
-    resized to it; prototypes are per image and class; ignore pixels (255) are left out of the mean.
+    resized to it; prototypes are per image and class. Ignore pixels (255) contribute 0; the mean
+    runs over all pixels by default, as CIRKD's ``CriterionIFV`` (``MSELoss`` over the whole map,
+    where an ignore pixel is its own centre on both sides), or over labelled pixels only with
+    ``exclude_ignore: true``.
     Widths may differ (each network is compared with its own prototypes). Default weight 200 is the
     official IFVD code's ``--lambda-ifv`` (beside pixel KD weight 10); CIRKD's benchmark uses 20 with KD weight 1.
     """
@@ -45,10 +48,16 @@ class IFVDLoss(DistillLoss):
     default_weight: ClassVar[float] = 200.0
 
     def __init__(
-        self, student_channels: int, teacher_channels: int, num_classes: int, ignore_index: int = IGNORE_INDEX
+        self,
+        student_channels: int,
+        teacher_channels: int,
+        num_classes: int,
+        ignore_index: int = IGNORE_INDEX,
+        exclude_ignore: bool = False,
     ) -> None:
         super().__init__(student_channels, teacher_channels, num_classes)
         self.ignore_index = int(ignore_index)
+        self.exclude_ignore = bool(exclude_ignore)
 
     def forward(self, student: SegOutput, teacher: SegOutput, mask: Tensor) -> Tensor:
         s, t = feature_pair(student.features, teacher.features)
@@ -56,7 +65,8 @@ class IFVDLoss(DistillLoss):
         sim_s = prototype_similarity(s, labels, self.num_classes, self.ignore_index)
         sim_t = prototype_similarity(t, labels, self.num_classes, self.ignore_index)
         valid = ((labels != self.ignore_index) & (labels >= 0) & (labels < self.num_classes)).to(s.dtype)
-        return ((sim_s - sim_t).pow(2) * valid).sum() / valid.sum().clamp_min(1.0)
+        count = valid.sum().clamp_min(1.0) if self.exclude_ignore else valid.numel()
+        return ((sim_s - sim_t).pow(2) * valid).sum() / count
 
 
 __all__ = ["IFVDLoss", "prototype_similarity"]
