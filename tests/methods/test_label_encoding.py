@@ -131,12 +131,14 @@ def _ops(enc: LabelEncoder, mask: torch.Tensor, **kw: object) -> int:
 def test_vectorised_op_count_independent_of_batch_and_classes(kw: dict) -> None:
     """No Python loop over images or classes: the number of tensor ops does not grow with N or K."""
     corruption = {"flip_prob": 0.3, "jitter_prob": 0.5, "drop_prob": 0.1}
-    small = _ops(_enc(k=3, corruption=corruption), torch.randint(0, 3, (2, 8, 8)), **kw)
-    mask = torch.randint(0, 150, (16, 64, 64))
-    start = time.perf_counter()
-    large = _ops(_enc(k=150, corruption=corruption), mask, **kw)
-    assert large == small
-    assert time.perf_counter() - start < 2.0
+    # the fixed codes have two closed forms (the reference's up to 21 classes, quantiles beyond): compare within each
+    for k_small, k_large in ((3, 21), (22, 150)):
+        small = _ops(_enc(k=k_small, corruption=corruption), torch.randint(0, k_small, (2, 8, 8)), **kw)
+        mask = torch.randint(0, k_large, (16, 64, 64))
+        start = time.perf_counter()
+        large = _ops(_enc(k=k_large, corruption=corruption), mask, **kw)
+        assert large == small
+        assert time.perf_counter() - start < 2.0
 
 
 def test_bad_inputs() -> None:
@@ -174,3 +176,23 @@ def test_corruptions() -> None:
     assert torch.allclose(out, out[:, :, :1, :1].expand(-1, -1, 64, 64))
     fixed = enc(mask, fixed=True)
     assert not torch.allclose(fixed, fixed[:, :, :1, :1].expand(-1, -1, 64, 64))
+
+
+# -- fixed codes for many classes (issue 14, item 6) --------------------------------------------
+@pytest.mark.parametrize("num_classes", [1, 11, 19, 21])
+def test_fixed_codes_are_the_references_up_to_21_classes(num_classes: int) -> None:
+    k = torch.arange(num_classes + 1, dtype=torch.float32)
+    assert torch.equal(fixed_codes(num_classes), (k - (num_classes + 1) // 2) / 10)
+
+
+@pytest.mark.parametrize("num_classes", [22, 150, 171])
+def test_fixed_codes_for_many_classes_stay_in_the_trained_range(num_classes: int) -> None:
+    codes = fixed_codes(num_classes)
+    old = (torch.arange(num_classes + 1) - (num_classes + 1) // 2) / 10
+    assert codes.abs().max() < 3.0 and (num_classes < 150 or old.abs().max() > 7)  # N(0, 1)'s range
+    assert len(set(codes.tolist())) == num_classes + 1  # one code per class and ignore
+    assert abs(codes.mean().item()) < 1e-5 and codes.std().item() == pytest.approx(1.0, abs=0.01)
+    p = (torch.arange(num_classes + 1, dtype=torch.float64) + 0.5) / (num_classes + 1)
+    quantiles = (2**0.5 * torch.erfinv(2 * p - 1)).float()
+    torch.testing.assert_close(codes.sort().values, quantiles)  # the N(0, 1) quantiles
+    assert (codes[1:] - codes[:-1]).abs().min() > 0.5  # neighbouring ids get distant codes

@@ -5,8 +5,10 @@ ignore pixels become one more class (index K = num_classes); every class of ever
 ``c ~ N(0, 1)`` drawn afresh per image, per class and per call, so the channel says which pixels
 belong together (regions, boundaries) but not which class they are. For distillation (and teacher
 evaluation) the codes are fixed and evenly spaced, ``c_k = (k - (K+1)//2) / 10`` for k = 0..K
-(VOC: (k - 11) / 10). Per-pixel noise N(0, std) is added and the result multiplied by ``scale``
-(1.0 for ImageNet-normalised input, 100 for the reference's BGR mean-subtracted input).
+(VOC: (k - 11) / 10); beyond 21 classes they are N(0, 1) quantiles instead (see :func:`fixed_codes`).
+Per-pixel noise N(0, std) is added and the result multiplied by ``scale``
+(the label scale of the input normalisation: about 1.74 for ImageNet mean/std, 100 for the
+reference's BGR mean-subtracted input).
 
 Everything is vectorised over the batch (one ``randn`` of N x (K+1) codes, one gather), gradient-free
 and device-agnostic. Optional label corruptions (ablations, off by default) run before encoding.
@@ -37,10 +39,29 @@ def channels(kind: str, num_classes: int) -> int:
     return _CHANNELS[kind](num_classes)
 
 
+#: up to this many classes the reference's evenly spaced codes stay inside N(0, 1)'s range (VOC: 21)
+REFERENCE_CODES_MAX_CLASSES = 21
+_GOLDEN = (5**0.5 - 1) / 2
+
+
 def fixed_codes(num_classes: int, device: torch.device | str | None = None) -> Tensor:
-    """The evenly spaced distillation codes ``(k - (K+1)//2) / 10`` for k = 0..K (K = ignore)."""
-    k = torch.arange(num_classes + 1, device=device, dtype=torch.float32)
-    return (k - (num_classes + 1) // 2) / 10.0
+    """The fixed distillation codes for k = 0..K (K = num_classes, the ignore "class").
+
+    Up to 21 classes: the reference's evenly spaced ``(k - (K+1)//2) / 10`` exactly (VOC: (k - 11) / 10,
+    in [-1.1, 1.0]). Beyond, that rule leaves the range the teacher was trained on (its codes are
+    N(0, 1) draws): ADE20K's 150 classes reach +-7.5, COCO-Stuff's 171 +-8.6. There the K + 1 codes
+    are the N(0, 1) quantiles ``Phi^-1((j + 0.5) / (K + 1))`` (within +-2.8 for 171 classes, +-3.3 for 1000), and
+    class k takes the quantile of rank ``frac(k * 0.618...)`` (golden-ratio order), so classes with
+    neighbouring ids, often related in those datasets, get codes far apart (consecutive ids differ by
+    0.97 or more for 150 and 171 classes).
+    """
+    count = num_classes + 1
+    k = torch.arange(count, device=device, dtype=torch.float64)
+    if num_classes <= REFERENCE_CODES_MAX_CLASSES:
+        return ((k - count // 2) / 10.0).float()
+    quantiles = (2.0**0.5) * torch.erfinv(2.0 * (k + 0.5) / count - 1.0)  # ascending N(0, 1) quantiles
+    rank = torch.argsort(torch.argsort(torch.frac(k * _GOLDEN)))  # golden-ratio order of the ids
+    return quantiles[rank].float()
 
 
 def _randn(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -291,6 +312,7 @@ __all__ = [
     "CorruptionParams",
     "EncoderParams",
     "LabelEncoder",
+    "REFERENCE_CODES_MAX_CLASSES",
     "channels",
     "corrupt_labels",
     "declared_encoding",
