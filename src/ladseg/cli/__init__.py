@@ -136,10 +136,17 @@ def prepare_output_dir(path: Path, what: str) -> Path:
     return path
 
 
-def prepare_output_file(path: Path, what: str) -> Path:
-    """Check that the file ``path`` can be written (its folder is created): see :func:`prepare_output_dir`."""
+def prepare_output_file(path: Path, what: str, inputs: tuple[str | Path, ...] = ()) -> Path:
+    """Check that the file ``path`` can be written (its folder is created): see :func:`prepare_output_dir`.
+
+    ``inputs`` are the files the command reads (its config, its checkpoint): writing over one of
+    them is refused.
+    """
     if path.is_dir():
         raise LadsegError(f"{what} {path} is a folder; give a file name")
+    for source in inputs:
+        if path.exists() and Path(source).exists() and os.path.samefile(path, source):
+            raise LadsegError(f"{what} {path} would overwrite {source}, an input of this command")
     if path.exists():  # overwritten in place: the file itself must be writable, not its folder
         if not os.access(path, os.W_OK):
             raise LadsegError(f"{what} {path}: cannot write it (permission denied)")

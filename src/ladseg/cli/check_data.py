@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     d = cfg.data
     workers = d.num_workers if args.workers is None else max(0, args.workers)
     if args.json not in (None, "-"):
-        prepare_output_file(Path(args.json), "--json")  # before the scan, not after it
+        prepare_output_file(Path(args.json), "--json", (args.config,))  # before the scan, not after it
     reports, failed = [], []
     for split in resolve_splits(args.split, d.train_split, d.val_split):
         with collect_missing_files() as missing:

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     apply_inference_args(cfg, args)
     if args.json:
-        prepare_output_file(args.json, "--json")  # before the evaluation, not after it
+        prepare_output_file(args.json, "--json", (args.config, args.checkpoint))  # before the evaluation
     e = cfg.eval
     try:
         metrics, dataset = evaluate_checkpoint(cfg, args.checkpoint, split=args.split, verbose=True)

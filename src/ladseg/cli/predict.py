@@ -27,7 +27,7 @@ from ladseg.cli import unit_float
 from ladseg.cli.eval import add_inference_args
 
 #: what predict reads from a folder (a file named directly may be any format Pillow opens)
-PREDICT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+PREDICT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -301,7 +301,7 @@ def _check_values(cfg: Config) -> None:
             "(eval.crop_size, default data.crop_size): the pixels between two windows would get no prediction"
         )
     lo, hi = cfg.data.scale_range
-    if not 0 < lo <= hi:
+    if not 0 < lo <= hi < math.inf:
         raise ConfigError(f"config key 'data.scale_range': expected 0 < lo <= hi, got {cfg.data.scale_range!r}")
     if not cfg.eval.scales or not all(math.isfinite(v) and v > 0 for v in cfg.eval.scales):
         raise ConfigError(f"config key 'eval.scales': expected one or more numbers > 0, got {cfg.eval.scales!r}")
@@ -322,7 +322,7 @@ def _check_values(cfg: Config) -> None:
     for key, (value, test, what) in ranges.items():
         if value is not None and not (math.isfinite(value) and test(value)):
             raise ConfigError(f"config key {key!r}: expected {what}, got {value}")
-    if not cfg.data.resize_ratio > 0:
+    if not 0 < cfg.data.resize_ratio < math.inf:
         raise ConfigError(f"config key 'data.resize_ratio': expected a number > 0, got {cfg.data.resize_ratio}")
     if cfg.train.ema_decay is not None and not 0.0 < cfg.train.ema_decay < 1.0:
         raise ConfigError(f"config key 'train.ema_decay': expected a number in (0, 1) or null, got {cfg.train.ema_decay}")
@@ -350,9 +350,11 @@ def load_yaml_tree(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, 
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file (UTF-8 expected: {exc.reason} at byte {exc.start})") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a YAML mapping at the top level")
     bases = raw.pop("_base_", [])
