@@ -95,7 +95,36 @@ def dataset_num_classes(cfg: Config, dataset: Any) -> int:
 
 
 # -- networks --------------------------------------------------------------------------------
-def build_network(section: ModelConfig, num_classes: int, in_channels: int | None = None) -> Segmentor:
+#: ``model.pretrained`` / ``train.init_checkpoint`` value of a paper recipe: the run must be given the file
+REQUIRED = "required"
+#: known names of the ImageNet weights a backbone's recipe starts from (the error message names them)
+_PRETRAINED_FILES = {"resnet18": "resnet18_deep_stem_imagenet.pth (the reference's deep-stem ResNet-18)"}
+
+
+def resolve_pretrained(section: ModelConfig, needed: bool = True) -> str | None:
+    """``model.pretrained`` as a path or None; ``required`` (a paper recipe) without a file is an error.
+
+    A paper recipe never starts silently from random weights: it says ``pretrained: required`` and the
+    run names the file, or says ``pretrained: none`` to train from random weights on purpose. ``needed``
+    is False where trained weights replace the ImageNet ones anyway (a teacher, an ``init_checkpoint``).
+    """
+    value = section.pretrained
+    if value is None or str(value).lower() == "none":
+        return None
+    if value == REQUIRED:
+        if not needed:
+            return None
+        name = _PRETRAINED_FILES.get(section.backbone, f"{section.backbone} ImageNet weights (.pth)")
+        raise ConfigError(
+            f"model.pretrained: this recipe starts the {section.backbone} backbone from ImageNet weights, as the "
+            f"paper does; pass model.pretrained=path/to/{name}, or model.pretrained=none to train from random weights"
+        )
+    return value
+
+
+def build_network(
+    section: ModelConfig, num_classes: int, in_channels: int | None = None, pretrained_needed: bool = True
+) -> Segmentor:
     return build_model(
         section.name,
         section.backbone,
@@ -103,7 +132,7 @@ def build_network(section: ModelConfig, num_classes: int, in_channels: int | Non
         in_channels=in_channels or section.in_channels,
         aux=section.aux,
         output_stride=section.output_stride,
-        pretrained=section.pretrained,
+        pretrained=resolve_pretrained(section, pretrained_needed),
         head=dict(section.head) or None,
     )
 
@@ -114,10 +143,20 @@ def build_student(cfg: Config, num_classes: int) -> Segmentor:
     The checkpoint's input normalisation must be the config's (``data.normalize``): the student reads
     the batches as they are, and fine-tuning weights trained on another input would start from a
     network that sees garbage (e.g. a reference checkpoint, BGR 0-255, fed ImageNet-normalised RGB).
+    A LAD teacher (``model.in_channels`` 3 + k) may start from an image-only checkpoint, the trained
+    baseline as in the reference: its first conv is widened with zero label-channel weights, as the
+    reference's baseline checkpoints carry them. ``init_checkpoint: required`` (a recipe that fine-tunes)
+    without a file is an error.
     """
-    student = build_network(cfg.model, num_classes)
-    if cfg.train.init_checkpoint:
-        meta = load_weights_into(student, cfg.train.init_checkpoint)
+    init = cfg.train.init_checkpoint
+    if init == REQUIRED:
+        raise ConfigError(
+            "train.init_checkpoint: this recipe starts from a trained checkpoint (see the config's header, "
+            "e.g. the supervised baseline's best.pth); pass train.init_checkpoint=path/to/best.pth"
+        )
+    student = build_network(cfg.model, num_classes, pretrained_needed=not init)
+    if init:
+        meta = load_weights_into(student, init, widen_input=True)
         declared = meta.get("normalize")
         if declared and declared != cfg.data.normalize:
             raise ConfigError(
@@ -135,7 +174,7 @@ def build_teacher(cfg: Config, num_classes: int) -> Segmentor:
     if t.model is None:
         teacher, meta = build_model_from_checkpoint(t.checkpoint)
     else:
-        teacher = build_network(t.model, num_classes, in_channels=t.in_channels)
+        teacher = build_network(t.model, num_classes, in_channels=t.in_channels, pretrained_needed=False)
         meta = load_weights_into(teacher, t.checkpoint)
     # What the teacher reads (its normalisation, its label encoding) travels with it: the method
     # converts each batch into that input (see Distill.set_teacher).

@@ -28,6 +28,7 @@ from torch import nn
 from ladseg.errors import CheckpointError
 from ladseg.models import Segmentor, build_model
 from ladseg.models.weights import (
+    adapt_input_conv,
     dead_input_channels,
     drop_dead_input_channels,
     first_conv_key,
@@ -241,15 +242,43 @@ def build_model_from_checkpoint(
     return model.eval(), meta
 
 
-def load_weights_into(model: Segmentor, path: str | Path) -> dict[str, Any]:
-    """Load a ladseg or reference checkpoint into an already built ``model``; returns the meta."""
+def widen_input_channels(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], spec: dict[str, Any] | None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """Fit an image-only (3-channel) checkpoint to a ``model`` that also reads label channels.
+
+    The extra first-conv channels start at zero, as in the reference's teacher start (it loads the
+    trained baseline, whose 4th channel is all zero, into the 4-channel teacher): the network's
+    outputs are the baseline's until the label weights learn. Anything else is returned unchanged.
+    """
+    key = first_conv_key(model)
+    own = model.state_dict().get(key) if key else None
+    weight = state_dict.get(key) if key else None
+    if own is None or weight is None or weight.dim() != 4 or weight.shape[1] != 3 or own.shape[1] <= 3:
+        return state_dict, spec
+    state_dict = {**state_dict, key: adapt_input_conv(weight, int(own.shape[1]), std=0.0)}  # type: ignore[index]
+    if spec is not None:
+        spec = {**spec, "in_channels": int(own.shape[1])}
+    return state_dict, spec
+
+
+def load_weights_into(model: Segmentor, path: str | Path, widen_input: bool = False) -> dict[str, Any]:
+    """Load a ladseg or reference checkpoint into an already built ``model``; returns the meta.
+
+    A dead (all-zero) extra input channel of the checkpoint is dropped for a 3-channel ``model``;
+    with ``widen_input`` a 3-channel checkpoint also fits a model with label channels (zero weights).
+    """
     path = Path(path)
     payload = load_checkpoint(path)
     if is_ladseg_checkpoint(payload):
         meta = dict(payload["meta"])
-        state, spec = drop_dead_channels(model, payload["model"], meta.get("spec"))
-        load_model_weights(model, state, spec, source=str(path))
-        return meta
-    reference = _reference_model(path)
-    load_model_weights(model, reference.state_dict(), dict(reference.spec), source=f"{path} (reference)")
-    return {**REFERENCE_META, "spec": dict(reference.spec)}
+        state, spec, source = payload["model"], meta.get("spec"), str(path)
+    else:
+        reference = _reference_model(path)
+        state, spec, source = reference.state_dict(), dict(reference.spec), f"{path} (reference)"
+        meta = {**REFERENCE_META, "spec": spec}
+    state, spec = drop_dead_channels(model, state, spec)
+    if widen_input:
+        state, spec = widen_input_channels(model, state, spec)
+    load_model_weights(model, state, spec, source=source)
+    return meta
