@@ -25,6 +25,9 @@ class DistillLoss(nn.Module):
     """
 
     default_weight: ClassVar[float] = 1.0
+    #: does ``forward`` read the teacher's auxiliary logits? The ``distill`` method then computes them
+    #: (a frozen teacher runs in eval mode, where a segmentor skips its auxiliary head).
+    uses_teacher_aux: bool = False
 
     def __init__(self, student_channels: int, teacher_channels: int, num_classes: int, **params: Any) -> None:
         super().__init__()

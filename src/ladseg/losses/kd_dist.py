@@ -42,8 +42,8 @@ class DISTLoss(DistillLoss):
     """DIST on the main logits (teacher resized to the student's size).
 
     Defaults follow the official segmentation code (``hunto/DIST_KD/segmentation``): beta = gamma = 1,
-    tau = 1 (plain softmax), weight 1. The official recipe also applies DIST with weight 0.4 to the
-    auxiliary logits; here the teacher runs in eval mode without aux logits, so only main logits count.
+    tau = 1 (plain softmax), weight 1, and DIST on the auxiliary logits with ``aux_weight`` 0.4 (the
+    ``distill`` method runs the frozen teacher's auxiliary head for it; 0 distils the main logits only).
     No labels are used, so ignore pixels are kept (as in the paper).
     """
 
@@ -57,13 +57,18 @@ class DISTLoss(DistillLoss):
         tau: float = 1.0,
         beta: float = 1.0,
         gamma: float = 1.0,
+        aux_weight: float = 0.4,
     ) -> None:
         super().__init__(student_channels, teacher_channels, num_classes)
         self.tau = positive("dist tau", tau)
-        if beta < 0 or gamma < 0:
-            raise ConfigError(f"dist beta and gamma must be >= 0, got beta={beta}, gamma={gamma}")
+        if beta < 0 or gamma < 0 or aux_weight < 0:
+            raise ConfigError(
+                f"dist beta, gamma and aux_weight must be >= 0, got beta={beta}, gamma={gamma}, aux_weight={aux_weight}"
+            )
         self.beta = float(beta)
         self.gamma = float(gamma)
+        self.aux_weight = float(aux_weight)
+        self.uses_teacher_aux = self.aux_weight > 0
 
     def forward(self, student: SegOutput, teacher: SegOutput, mask: Tensor) -> Tensor:
         s, t = feature_pair(student.logits, teacher.logits)
@@ -71,7 +76,11 @@ class DISTLoss(DistillLoss):
             raise ConfigError(
                 f"dist needs the same classes in student and teacher, got {s.shape[1]} and {t.shape[1]}"
             )
-        return dist_loss(s, t, self.tau, self.beta, self.gamma)
+        loss = dist_loss(s, t, self.tau, self.beta, self.gamma)
+        if self.aux_weight and student.aux_logits is not None and teacher.aux_logits is not None:
+            s_aux, t_aux = feature_pair(student.aux_logits, teacher.aux_logits)
+            loss = loss + self.aux_weight * dist_loss(s_aux, t_aux, self.tau, self.beta, self.gamma)
+        return loss
 
 
 __all__ = ["DISTLoss", "dist_loss", "pearson_rows"]

@@ -167,6 +167,16 @@ class Distill(Method):
             name = f"kd_{spec['name']}"
             self.kd_names.append(name if name not in self.kd_names else f"{name}_{i}")
 
+    def _run_teacher(self, teacher: Segmentor, x: Tensor) -> SegOutput:
+        """The teacher's output; with its auxiliary logits when a loss reads them (eval mode skips them)."""
+        if teacher.aux_head is None or not any(fn.uses_teacher_aux for fn in self.kd_losses):
+            return teacher(x)
+        feats = teacher.backbone(x)
+        out: SegOutput = teacher.decode_head(feats)
+        if out.aux_logits is None:
+            out.aux_logits = teacher.aux_head(feats[teacher.aux_index])
+        return out
+
     def teacher_input(self, batch: Batch) -> Tensor:
         """What the teacher reads: the image, plus the fixed-code label channel for a LAD teacher."""
         x = batch["image"]
@@ -186,7 +196,7 @@ class Distill(Method):
         p: DistillParams = self.params  # type: ignore[assignment]
         y = batch["mask"]
         with torch.no_grad():
-            t: SegOutput = teacher(self.teacher_input(batch))
+            t: SegOutput = self._run_teacher(teacher, self.teacher_input(batch))
         s: SegOutput = self.student(batch["image"])
         ce, aux = seg_ce(s, y, self.ignore_index, p.aux_weight)
         loss = ce + p.aux_weight * aux
