@@ -85,3 +85,11 @@ def test_method_values_are_converted_like_the_rest_of_the_config() -> None:
     assert cfg.method == {"name": "lad_teacher", "consistency_weight": 0.003, "tau": 2.0,
                           "encoder": {"noise": 0.0, "scale": "imagenet"}}  # fmt: skip
     assert isinstance(cfg.method["tau"], float)
+
+
+def test_eval_checks_the_method_section_before_reading_the_checkpoint(tmp_path: Path, capsys) -> None:
+    """A LAD teacher is evaluated through its method: ``method.eval_noise: loud`` is named first."""
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "no-data", tmp_path / "run")
+    message = cli_error(["eval", str(cfg), "method.name=lad_teacher", "method.eval_noise=loud",
+                         "--checkpoint", str(tmp_path / "missing.pth")], capsys)  # fmt: skip
+    assert message == "config key 'method.eval_noise': expected float, got 'loud' (str)"

@@ -69,10 +69,12 @@ def apply_inference_args(cfg: Any, args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ladseg.cli import is_out_of_memory, out_of_memory_error, prepare_output_file, write_text_file
+    from ladseg.engine.builders import check_method_section
     from ladseg.engine.checkpoint_eval import evaluate_checkpoint
     from ladseg.engine.config import load_config
 
     cfg = load_config(args.config, args.overrides)
+    check_method_section(cfg)  # a LAD teacher is evaluated through its method (eval_label, eval_noise)
     apply_inference_args(cfg, args)
     if args.json:
         prepare_output_file(args.json, "--json", (args.config, args.checkpoint))  # before the evaluation
