@@ -40,7 +40,7 @@ def test_quick_demo_writes_a_sane_report(tmp_path: Path, capsys) -> None:
     assert "LAD student − control" in printed and "teacher (no labels)" in printed
     label_use = summary["rows"]["teacher (with labels)"]["mIoU"] - summary["rows"]["teacher (no labels)"]["mIoU"]
     assert math.isclose(summary["label_use"]["mean"], label_use, abs_tol=1e-6)
-    assert "Teacher with − without its label channel" in printed
+    assert "Teacher with (fixed codes) − without its label channel" in printed
     assert "Teacher label encoding: `" in (report / "report.md").read_text()
     # each stage ran to its iteration count, and the student and the control started from the baseline
     for stage in ("baseline", "teacher", "student", "control"):
