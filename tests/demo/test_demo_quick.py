@@ -38,7 +38,9 @@ def test_quick_demo_writes_a_sane_report(tmp_path: Path, capsys) -> None:
     gain = summary["rows"]["LAD student"]["mIoU"] - summary["rows"]["control"]["mIoU"]
     assert math.isclose(summary["gain_vs_control"]["mean"], gain, abs_tol=1e-6)
     assert "LAD student − control" in printed and "teacher (no labels)" in printed
-    label_use = summary["rows"]["teacher (with labels)"]["mIoU"] - summary["rows"]["teacher (no labels)"]["mIoU"]
+    label_use = (
+        summary["rows"]["teacher (with labels)"]["mIoU"] - summary["rows"]["teacher (no labels)"]["mIoU"]
+    )
     assert math.isclose(summary["label_use"]["mean"], label_use, abs_tol=1e-6)
     assert "Teacher with (fixed codes) − without its label channel" in printed
     assert "Teacher label encoding: `" in (report / "report.md").read_text()
@@ -59,9 +61,15 @@ def test_student_and_control_share_the_finetuning_recipe(tmp_path: Path, recipe_
         control = stage_config(recipe, "control", tmp_path, 0, profile, [])
         assert student.train.iters == control.train.iters
         assert student.optim.lr == control.optim.lr
-        assert student.train.init_checkpoint == control.train.init_checkpoint == str(tmp_path / "baseline" / "last.pth")
+        assert (
+            student.train.init_checkpoint
+            == control.train.init_checkpoint
+            == str(tmp_path / "baseline" / "last.pth")
+        )
         assert student.model == control.model
-        aux = [method_class(c.method_name).parse_params(c.method_params).aux_weight for c in (student, control)]
+        aux = [
+            method_class(c.method_name).parse_params(c.method_params).aux_weight for c in (student, control)
+        ]
         assert aux[0] == aux[1] == 0.02  # the student's auxiliary weight, not the baseline's 0.4
         assert student.eval == control.eval
         assert student.method_name == "distill" and control.method_name == "supervised"
@@ -142,5 +150,19 @@ def test_report_gives_the_gain_over_self_distillation_and_both_label_gaps() -> N
     assert summary["label_use"]["mean"] == pytest.approx(15.0)
     assert summary["label_use_random"]["mean"] == pytest.approx(20.0)
     table = markdown_table(summary)
-    assert "**LAD student − self-distillation (the baseline as teacher): +2.00 mIoU (± 1.00 std, SE 0.58" in table
+    assert (
+        "**LAD student − self-distillation (the baseline as teacher): +2.00 mIoU (± 1.00 std, SE 0.58"
+        in table
+    )
     assert "Teacher with random codes − without its label channel: +20.00 mIoU" in table
+
+
+def test_stage_time_comes_from_the_stage_log(tmp_path: Path) -> None:
+    """A reused stage reports the time its training took, not the time of the run that reused it."""
+    from ladseg.demo.pipeline import training_seconds
+
+    records = [{"type": "train", "iter": 10, "s_per_iter": 0.5}, {"type": "val", "iter": 10, "mIoU": 1.0},
+               {"type": "train", "iter": 25, "s_per_iter": 2.0}]  # fmt: skip
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert training_seconds(tmp_path) == pytest.approx(10 * 0.5 + 15 * 2.0)
+    assert training_seconds(tmp_path / "missing") == 0.0

@@ -27,6 +27,7 @@ import yaml
 from ladseg.engine.builders import method_class
 from ladseg.engine.checkpoint_eval import evaluate_checkpoint
 from ladseg.engine.config import load_config
+from ladseg.engine.logging import read_metrics
 from ladseg.engine.metrics import SegMetrics
 from ladseg.engine.trainer import train
 from ladseg.errors import ConfigError
@@ -139,6 +140,17 @@ def stage_config(
     return load_config(base[stage], overrides)
 
 
+def training_seconds(work_dir: Path) -> float:
+    """Seconds the stage spent in training steps, from its own log (a reused or resumed stage counts
+    what it really took, not this invocation's time); validation is not included."""
+    seconds, last = 0.0, 0
+    for record in read_metrics(work_dir):
+        if record["type"] == "train" and record.get("s_per_iter") is not None:
+            seconds += record["s_per_iter"] * (record["iter"] - last)
+            last = record["iter"]
+    return seconds
+
+
 @dataclass
 class SeedResult:
     seed: int
@@ -156,9 +168,8 @@ def run_seed(
     seconds: dict[str, float] = {}
     for stage in recipe.stages:
         print(f"\n== seed {seed}: {stage} ==", flush=True)
-        t0 = time.perf_counter()
         train(stage_config(recipe, stage, run_dir, seed, profile, extra or []))
-        seconds[stage] = time.perf_counter() - t0
+        seconds[stage] = training_seconds(run_dir / stage)
     metrics: dict[str, SegMetrics] = {}
     class_names: list[str] = []
     for row, stage, params in ROWS:
