@@ -20,7 +20,7 @@ each rank draws its own augmentation and label-code randomness (seed + rank), va
 unpadded shards with the confusion matrix summed over ranks, and only rank 0 writes files.
 The frozen teacher lives outside the method's module tree, so it never enters DDP.
 A run folder holding ``last.pth`` is resumed (iteration, optimiser, schedule, RNG states; the
-data order restarts at the current epoch's beginning).
+data order continues mid-epoch where it stopped, so a resumed run ends where an uninterrupted one does).
 """
 
 from __future__ import annotations
@@ -68,6 +68,33 @@ from ladseg.engine.metrics import SegMetrics
 from ladseg.engine.rng import get_rng_state, seed_everything, set_rng_state
 from ladseg.engine.schedule import PolySchedule
 from ladseg.errors import CheckpointError, ConfigError, LadsegError
+
+
+def skip_batches(loader: Any, count: int) -> Any:
+    """The same loader without its first ``count`` batches (indices dropped, no sample is read)."""
+    if loader.generator is not None:
+        # a DataLoader iterator draws its base seed from the generator before the sampler's permutation:
+        # draw it here too, so the permutation is the one an uninterrupted epoch sees
+        torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
+    batches = list(loader.batch_sampler)[count:]
+    return type(loader)(
+        loader.dataset, batch_sampler=batches, num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+        worker_init_fn=loader.worker_init_fn, generator=loader.generator,
+        persistent_workers=loader.persistent_workers if loader.num_workers else False,
+    )  # fmt: skip
+
+
+def set_aside_old_log(work_dir: Path) -> Path | None:
+    """A fresh start in a used folder keeps the old ``metrics.jsonl`` as ``metrics.previous-N.jsonl``."""
+    log = work_dir / "metrics.jsonl"
+    if not log.is_file():
+        return None
+    n = 1
+    while (work_dir / f"metrics.previous-{n}.jsonl").exists():
+        n += 1
+    aside = work_dir / f"metrics.previous-{n}.jsonl"
+    log.rename(aside)
+    return aside
 
 
 class Trainer:
@@ -157,15 +184,19 @@ class Trainer:
     def _batches(self) -> Iterator[dict[str, Any]]:
         """Endless batches; epoch e's loader is seeded with seed + e, so the order is reproducible.
 
-        On resume the data restarts at the beginning of the current epoch. Under a process
-        group each epoch's DistributedSampler is seeded the same way on every rank, so the ranks
-        read disjoint parts of one permutation.
+        On resume the current epoch continues where it stopped: its batches already trained on are
+        skipped by index (nothing is read for them), so with the restored RNG states a resumed run
+        sees the same batches as an uninterrupted one. Under a process group each epoch's
+        DistributedSampler is seeded the same way on every rank, so the ranks read disjoint parts
+        of one permutation.
         """
         seed = self.cfg.run.seed
         steps = max(1, len(build_loader_for(self.cfg, self.train_set, train=True, seed=seed)))
-        epoch = self.iteration // steps
+        epoch, done = divmod(self.iteration, steps)
         while True:
-            yield from build_loader_for(self.cfg, self.train_set, train=True, seed=seed + epoch)
+            loader = build_loader_for(self.cfg, self.train_set, train=True, seed=seed + epoch)
+            yield from (skip_batches(loader, done) if done else loader)
+            done = 0
             epoch += 1
 
     # -- one step --------------------------------------------------------------------------
@@ -280,6 +311,11 @@ class Trainer:
             if is_main_process():
                 drop_records_after(self.work_dir, self.iteration)  # logged after the checkpoint, redone now
                 print(f"resumed {last} at iteration {self.iteration}")
+        elif is_main_process():
+            aside = set_aside_old_log(self.work_dir)
+            if aside is not None:  # a used folder: say so, and start a fresh log
+                why = "train.resume=false" if last.is_file() else f"no {last.name} to resume from"
+                print(f"fresh start in {self.work_dir} ({why}); the previous log is kept as {aside.name}")
         if is_main_process():
             self.work_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.work_dir / "config.yaml")
