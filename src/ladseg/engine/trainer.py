@@ -327,10 +327,8 @@ class Trainer:
         if getattr(self.method, "label_input", False):
             # A label-assisted network is also scored with a zero label channel: the difference is the
             # label-use gap, the curve that shows whether and when the teacher starts to read its label.
-            blind = self.validate(self.method.inference_input_without_label)
-            record.update(
-                mIoU_no_label=blind.to_dict()["mIoU"], label_gap=record["mIoU"] - blind.to_dict()["mIoU"]
-            )
+            blind = 100 * self.validate(self.method.inference_input_without_label).miou
+            record.update(mIoU_no_label=blind, label_gap=record["mIoU"] - blind)
         logger.log("val", self.iteration, record)
         if metrics.miou > self.best_miou:
             self.best_miou = metrics.miou
