@@ -17,7 +17,9 @@ import math
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ladseg import __version__
 from ladseg.errors import LadsegError
@@ -62,37 +64,32 @@ def out_of_memory_error(exc: BaseException, what: str, hint: str) -> LadsegError
 
 
 # -- option values ------------------------------------------------------------------------------
-def positive_int(text: str) -> int:
-    """argparse type: an integer > 0 (a window or stride of 0 divides by zero)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
+def _checked_number(
+    convert: Callable[[str], Any], ok: Callable[[Any], bool], expected: str, name: str
+) -> Any:
+    """An argparse type: ``convert`` the text, then insist on ``ok``; both failures say what was expected."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    parse.__name__ = name
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (a scale of 0 or less has no image)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
-    return value
-
-
-def unit_float(text: str) -> float:
-    """argparse type: a number in [0, 1] (an opacity)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text}")
-    return value
+#: an integer > 0 (a window or stride of 0 divides by zero)
+positive_int = _checked_number(int, lambda v: v > 0, "a positive integer", "positive_int")
+#: a finite number > 0 (a scale of 0 or less has no image)
+positive_float = _checked_number(
+    float, lambda v: math.isfinite(v) and v > 0, "a number > 0", "positive_float"
+)
+#: a number in [0, 1] (an opacity)
+unit_float = _checked_number(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]", "unit_float")
 
 
 # -- places to write -----------------------------------------------------------------------------

@@ -170,6 +170,21 @@ class SegDataset(Dataset):
             samples.append(Sample(str(rel / stem) if str(rel) != "." else stem, image, mask))
         return samples
 
+    def pairs_from_names(
+        self, list_file: Path, image_dir: Path, mask_dir: Path, image_ext: str, mask_ext: str
+    ) -> list[Sample]:
+        """Samples named one a line in ``list_file``: ``<image_dir>/<name><image_ext>`` and its label."""
+        samples = []
+        for item in self.read_list(list_file):
+            image, mask = image_dir / f"{item}{image_ext}", mask_dir / f"{item}{mask_ext}"
+            found = [  # both checked, so check-data lists a missing image and its missing label
+                self.has_item_file(image, f"image listed in {list_file.name}"),
+                self.has_item_file(mask, f"label listed in {list_file.name}"),
+            ]
+            if all(found):
+                samples.append(Sample(item, image, mask))
+        return samples
+
     def pairs_from_list(self, list_file: Path) -> list[Sample]:
         """Samples from an ``image label`` list file (one pair a line), as CIRKD and the LAD code use.
 
@@ -182,7 +197,9 @@ class SegDataset(Dataset):
             if not parts:
                 continue
             if len(parts) != 2:
-                raise DatasetError(f"{list_file}:{number}: expected 'image label' (two paths), got {line.strip()!r}")
+                raise DatasetError(
+                    f"{list_file}:{number}: expected 'image label' (two paths), got {line.strip()!r}"
+                )
             image, mask = (self._under_root(p, list_file, number) for p in parts)
             if image is not None and mask is not None:
                 samples.append(Sample(image.stem, image, mask))
@@ -197,7 +214,9 @@ class SegDataset(Dataset):
         collected = _MISSING.get()
         if collected is None:
             raise DatasetError(f"{list_file}:{number}: {written} not found under {self.root}")
-        collected.append((Path(written), f"file listed in {list_file}:{number} (not found under {self.root})"))
+        collected.append(
+            (Path(written), f"file listed in {list_file}:{number} (not found under {self.root})")
+        )
         return None
 
     def read_list(self, list_file: Path) -> list[str]:
@@ -249,7 +268,9 @@ def apply_pixel_limit() -> int | None:
     try:
         limit = int(float(value))
     except ValueError:
-        raise ConfigError(f"{PIXEL_LIMIT_ENV}={value!r}: expected a number of pixels (0 = no limit)") from None
+        raise ConfigError(
+            f"{PIXEL_LIMIT_ENV}={value!r}: expected a number of pixels (0 = no limit)"
+        ) from None
     if limit < 0:
         raise ConfigError(f"{PIXEL_LIMIT_ENV}={value!r}: expected a number of pixels >= 0 (0 = no limit)")
     _PIXEL_LIMIT.setdefault("pillow", Image.MAX_IMAGE_PIXELS)
@@ -382,6 +403,8 @@ def parse_split_slice(split: str) -> tuple[str, slice | None]:
         return split, None
     match = _SLICE.match(split)
     if match is None:
-        raise ConfigError(f"split {split!r}: expected NAME or NAME[start:stop] with integers, e.g. train[:300]")
+        raise ConfigError(
+            f"split {split!r}: expected NAME or NAME[start:stop] with integers, e.g. train[:300]"
+        )
     start, stop = (int(v) if v else None for v in (match["start"], match["stop"]))
     return match["name"], slice(start, stop)

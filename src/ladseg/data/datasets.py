@@ -43,16 +43,7 @@ class VOCDataset(SegDataset):
         list_file = lists / f"{self.split}.txt"
         if aug and not list_file.exists() and (lists / "aug.txt").exists():
             list_file = lists / "aug.txt"
-        samples = []
-        for item in self.read_list(list_file):
-            image, mask = image_dir / f"{item}.jpg", ann_dir / f"{item}.png"
-            found = [  # both checked, so check-data lists a missing image and its missing label
-                self.has_item_file(image, f"image listed in {list_file.name}"),
-                self.has_item_file(mask, f"label listed in {list_file.name}"),
-            ]
-            if all(found):
-                samples.append(Sample(item, image, mask))
-        return samples
+        return self.pairs_from_names(list_file, image_dir, ann_dir, ".jpg", ".png")
 
 
 @DATASETS.register("cityscapes")
@@ -169,16 +160,7 @@ class COCOStuff10KDataset(SegDataset):
         image_dir = self.require(self.root / "images", "image folder")
         ann_dir = self.require(self.root / "annotations", "label folder")
         list_file = self.root / "imageLists" / f"{self.disk_split}.txt"
-        samples = []
-        for item in self.read_list(list_file):
-            image, mask = image_dir / f"{item}.jpg", ann_dir / f"{item}.mat"
-            found = [  # both checked, so check-data lists a missing image and its missing label
-                self.has_item_file(image, f"image listed in {list_file.name}"),
-                self.has_item_file(mask, f"label listed in {list_file.name}"),
-            ]
-            if all(found):
-                samples.append(Sample(item, image, mask))
-        return samples
+        return self.pairs_from_names(list_file, image_dir, ann_dir, ".jpg", ".mat")
 
     def read_label(self, path: Path) -> np.ndarray:
         try:
