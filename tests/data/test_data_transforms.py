@@ -61,7 +61,9 @@ def test_flip_moves_image_and_mask_together() -> None:
 def test_padding_is_the_mean_colour_and_ignore(normalize: str) -> None:
     """As the reference: pad bottom/right with 0 after normalisation (the mean colour), label ignore."""
     sample = blocky_sample(h=16, w=24)
-    t = build_transforms(train=True, crop_size=(32, 40), scale_range=(1.0, 1.0), flip=False, normalize=normalize)
+    t = build_transforms(
+        train=True, crop_size=(32, 40), scale_range=(1.0, 1.0), flip=False, normalize=normalize
+    )
     out = t(sample)
     m = out["mask"].numpy()
     pad = m == 255

@@ -82,7 +82,9 @@ def test_saved_config_round_trips(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", sorted(p for p in CONFIGS.rglob("*.yaml") if not any(part.startswith("_") for part in p.parts)), ids=str
+    "path",
+    sorted(p for p in CONFIGS.rglob("*.yaml") if not any(part.startswith("_") for part in p.parts)),
+    ids=str,
 )
 def test_shipped_configs_load(path: Path) -> None:
     cfg = load_config(path)

@@ -65,11 +65,19 @@ def test_state_round_trip_and_mismatch() -> None:
 
 
 def test_trainer_saves_and_resumes_the_average(tiny_root: Path, tmp_path: Path) -> None:
-    train_keys = {"iters": 8, "val_interval": 4, "log_interval": 2, "checkpoint_interval": 100, "ema_decay": 0.5}
+    train_keys = {
+        "iters": 8,
+        "val_interval": 4,
+        "log_interval": 2,
+        "checkpoint_interval": 100,
+        "ema_decay": 0.5,
+    }
     straight = train(tiny_config(tiny_root, tmp_path / "a", train=train_keys))
     last = load_checkpoint(tmp_path / "a" / "last.pth")
     # 'model' holds the average; the raw weights are in the resume state and differ from it
-    raw = {k.removeprefix("student."): v for k, v in last["state"]["method"].items() if k.startswith("student.")}
+    raw = {
+        k.removeprefix("student."): v for k, v in last["state"]["method"].items() if k.startswith("student.")
+    }
     key = next(k for k in last["model"] if k.endswith("weight") and last["model"][k].dim() == 4)
     torch.testing.assert_close(last["model"][key], last["state"]["ema"]["shadow"][key])
     assert not torch.equal(last["model"][key], raw[key])

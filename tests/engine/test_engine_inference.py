@@ -43,7 +43,9 @@ def test_slide_gives_the_same_scores_however_many_windows_run_together() -> None
     x = torch.randn(2, 3, 40, 56)
     one_by_one = slide_inference(model, x, crop_size=(24, 24), stride=(16, 16), max_pixels_per_pass=1)
     all_at_once = slide_inference(model, x, crop_size=(24, 24), stride=(16, 16))
-    three = slide_inference(model, x, crop_size=(24, 24), stride=(16, 16), max_pixels_per_pass=3 * 2 * 24 * 24)
+    three = slide_inference(
+        model, x, crop_size=(24, 24), stride=(16, 16), max_pixels_per_pass=3 * 2 * 24 * 24
+    )
     torch.testing.assert_close(all_at_once, one_by_one, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(three, one_by_one, rtol=1e-4, atol=1e-5)
 

@@ -56,4 +56,6 @@ def test_teachers_say_where_they_start(path: Path) -> None:
 
 def test_from_baseline_teachers_exist_for_voc_and_cityscapes() -> None:
     found = {(p.parent.name, p.stem.split("_r18")[0]) for p in _configs("lad_teacher_*_from_baseline_*.yaml")}
-    assert found >= {(ds, f"lad_teacher_{m}") for ds in ("voc", "cityscapes") for m in ("deeplabv3", "pspnet")}
+    assert found >= {
+        (ds, f"lad_teacher_{m}") for ds in ("voc", "cityscapes") for m in ("deeplabv3", "pspnet")
+    }

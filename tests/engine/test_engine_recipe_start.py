@@ -42,7 +42,9 @@ def test_a_paper_recipe_names_the_imagenet_file_it_needs(tmp_path: Path, tiny_ro
         build_student(cfg, 3)
 
 
-def test_lad_teacher_starts_from_the_baseline_with_zero_label_weights(tmp_path: Path, tiny_root: Path) -> None:
+def test_lad_teacher_starts_from_the_baseline_with_zero_label_weights(
+    tmp_path: Path, tiny_root: Path
+) -> None:
     baseline = _baseline(tmp_path / "b.pth")
     cfg = tiny_config(
         tiny_root, tmp_path / "run", model={**MODEL, "in_channels": 4},

@@ -43,7 +43,9 @@ def test_optimizer_is_chosen_by_name_with_the_same_param_groups() -> None:
             super().__init__()
             self.student = build_model("fcn", "resnet18", 3, head={"channels": 8})
 
-    cfg = config_from_dict({"optim": {"name": "adamw", "lr": 0.003, "head_lr_mult": 2.0, "weight_decay": 0.01}})
+    cfg = config_from_dict(
+        {"optim": {"name": "adamw", "lr": 0.003, "head_lr_mult": 2.0, "weight_decay": 0.01}}
+    )
     opt = build_optimizer(M(), cfg)
     assert isinstance(opt, torch.optim.AdamW)
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.003, 0.006])

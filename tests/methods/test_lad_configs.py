@@ -50,7 +50,10 @@ def test_config(path: Path) -> None:
         s_enc = EncoderParams.from_dict(params.teacher_label, noise=0.02)
         assert (t_enc.kind, t_enc.scale) == (s_enc.kind, s_enc.scale)
         assert s_enc.noise == 0.02 and params.aux_weight == 0.02
-        if path.parent.name not in ("demo", "camvid"):  # their demo recipes set the fine-tuning lr (tested there)
+        if path.parent.name not in (
+            "demo",
+            "camvid",
+        ):  # their demo recipes set the fine-tuning lr (tested there)
             assert cfg.optim.lr == 0.001  # the reference fine-tunes the baseline
     else:
         assert cfg.method_name == "supervised" and cfg.optim.lr == 0.001  # the fine-tuning control

@@ -42,7 +42,12 @@ def _config(root: Path, work_dir: Path, method: dict[str, Any], in_channels: int
             },
             "method": method,
             "optim": {"name": "adamw", "lr": 0.003, "warmup_iters": 5},
-            "train": {"iters": iters, "val_interval": iters, "log_interval": 10, "checkpoint_interval": iters},
+            "train": {
+                "iters": iters,
+                "val_interval": iters,
+                "log_interval": 10,
+                "checkpoint_interval": iters,
+            },
             "eval": {"mode": "whole", "batch_size": 8},
         }
     )

@@ -15,17 +15,26 @@ from ladseg.engine.config import config_from_dict
 @pytest.mark.parametrize(
     "override, expected",
     [
-        ("data.crop_size=[0,0]", "config key 'data.crop_size': expected two positive integers [h, w], got [0, 0]"),
+        (
+            "data.crop_size=[0,0]",
+            "config key 'data.crop_size': expected two positive integers [h, w], got [0, 0]",
+        ),
         ("eval.crop_size=[0,16]", "config key 'eval.crop_size': expected two positive integers"),
         ("eval.stride=[0,0]", "config key 'eval.stride': expected two positive integers [h, w], got [0, 0]"),
-        ("eval.stride=[48,48]", "config key 'eval.stride': [48, 48] is larger than the sliding window [32, 32]"),
+        (
+            "eval.stride=[48,48]",
+            "config key 'eval.stride': [48, 48] is larger than the sliding window [32, 32]",
+        ),
         ("optim.lr=-0.01", "config key 'optim.lr': expected a number > 0, got -0.01"),
         ("optim.weight_decay=-1e-4", "config key 'optim.weight_decay': expected a number >= 0, got -0.0001"),
         ("optim.momentum=1.5", "config key 'optim.momentum': expected a number in [0, 1), got 1.5"),
         ("optim.warmup_ratio=2", "config key 'optim.warmup_ratio': expected a number in [0, 1], got 2.0"),
         ("optim.lr=.nan", "config key 'optim.lr': expected a number > 0, got nan"),
         ("data.num_workers=-1", "config key 'data.num_workers': expected an integer >= 0, got -1"),
-        ("data.scale_range=[2.0,0.5]", "config key 'data.scale_range': expected 0 < lo <= hi, got [2.0, 0.5]"),
+        (
+            "data.scale_range=[2.0,0.5]",
+            "config key 'data.scale_range': expected 0 < lo <= hi, got [2.0, 0.5]",
+        ),
         ("eval.scales=[]", "config key 'eval.scales': expected one or more numbers > 0, got []"),
         ("eval.scales=[1.0,0]", "config key 'eval.scales': expected one or more numbers > 0"),
         ("model.num_classes=0", "config key 'model.num_classes': expected an integer >= 1 or null, got 0"),

@@ -45,7 +45,14 @@ def test_same_stem_with_two_extensions_writes_two_masks(ckpt: Path, tmp_path: Pa
     assert predict(ckpt, images, tmp_path / "out") == 0
     assert "wrote 3 masks" in capsys.readouterr().out
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == ["x_jpg.png", "x_jpg_overlay.jpg", "x_png.png", "x_png_overlay.jpg", "y.png", "y_overlay.jpg"]
+    assert written == [
+        "x_jpg.png",
+        "x_jpg_overlay.jpg",
+        "x_png.png",
+        "x_png_overlay.jpg",
+        "y.png",
+        "y_overlay.jpg",
+    ]
 
 
 def test_an_output_over_an_input_or_another_output_is_refused(ckpt: Path, tmp_path: Path, capsys) -> None:
@@ -76,7 +83,8 @@ OUT_OF_RANGE = [
 
 @pytest.mark.parametrize(
     "command, option, expected",
-    [("predict", o, e) for o, e in OUT_OF_RANGE] + [("eval", o, e) for o, e in OUT_OF_RANGE if o[0] != "--alpha"],
+    [("predict", o, e) for o, e in OUT_OF_RANGE]
+    + [("eval", o, e) for o, e in OUT_OF_RANGE if o[0] != "--alpha"],
 )
 def test_option_values_out_of_range_are_refused(
     command: str, option: list[str], expected: str, ckpt: Path, tmp_path: Path, capsys
@@ -125,7 +133,9 @@ def test_predict_follows_the_checkpoints_eval_settings(ckpt: Path, tmp_path: Pat
     assert spy_infer[-1][0] == "whole"
 
 
-def test_predict_resizes_like_training_and_writes_the_full_size(ckpt: Path, tmp_path: Path, spy_infer) -> None:
+def test_predict_resizes_like_training_and_writes_the_full_size(
+    ckpt: Path, tmp_path: Path, spy_infer
+) -> None:
     trained = with_eval_settings(ckpt, eval={"mode": "whole"}, data={"resize_ratio": 0.5})
     assert predict(trained, photo(tmp_path / "a.png", size=(40, 64)), tmp_path / "out") == 0
     assert spy_infer[-1][:2] == ("whole", (1, 3, 20, 32))  # the network sees what it was trained on
@@ -160,5 +170,7 @@ def test_bad_files_are_listed_after_every_good_one_is_done(ckpt: Path, tmp_path:
     err = captured.err
     assert "Traceback" not in err
     assert "2 of 5 images could not be read:" in err
-    assert f"cannot read image {images / '1.png'}" in err and f"cannot read image {images / 'notes.jpg'}" in err
+    assert (
+        f"cannot read image {images / '1.png'}" in err and f"cannot read image {images / 'notes.jpg'}" in err
+    )
     assert "5/5" in err  # the progress bar went through the whole folder

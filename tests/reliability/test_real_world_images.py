@@ -91,11 +91,15 @@ def test_a_too_large_image_says_how_to_allow_it(tmp_path: Path, pixel_limit) -> 
         read_image(path)
 
 
-def test_too_large_image_in_training_is_one_line(data_root: Path, tmp_path: Path, capsys, pixel_limit) -> None:
+def test_too_large_image_in_training_is_one_line(
+    data_root: Path, tmp_path: Path, capsys, pixel_limit
+) -> None:
     pixel_limit(env="400")  # the 32 x 32 images of the tiny dataset are over twice that
     cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run")
     message = cli_error(["train", str(cfg)], capsys)
-    assert "is too large to read safely" in message and f"{PIXEL_LIMIT_ENV}=<pixels> (0 = no limit)" in message
+    assert (
+        "is too large to read safely" in message and f"{PIXEL_LIMIT_ENV}=<pixels> (0 = no limit)" in message
+    )
 
 
 def test_a_bad_pixel_limit_is_a_config_error(tmp_path: Path, pixel_limit) -> None:

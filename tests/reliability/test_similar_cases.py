@@ -34,7 +34,8 @@ def test_a_config_that_is_not_text(tmp_path: Path, capsys) -> None:
 
 
 @pytest.mark.parametrize(
-    "override, key", [("data.resize_ratio=.inf", "data.resize_ratio"), ("data.scale_range=[0.5,.inf]", "data.scale_range")]
+    "override, key",
+    [("data.resize_ratio=.inf", "data.resize_ratio"), ("data.scale_range=[0.5,.inf]", "data.scale_range")],
 )
 def test_infinite_sizes_are_refused(override: str, key: str, tmp_path: Path, capsys) -> None:
     cfg = write_config(tmp_path / "c.yaml", tmp_path / "no-data", tmp_path / "run")
@@ -60,5 +61,8 @@ def test_predict_reads_every_common_format_in_a_folder(tmp_path: Path, capsys) -
         Image.fromarray(pixels).save(images / name)
     Image.fromarray(np.zeros((8, 8, 4), dtype=np.uint8)).save(images / "e.png")  # RGBA
     ckpt = save_model_checkpoint(tmp_path / "m.pth")
-    assert main(["predict", "--checkpoint", str(ckpt), "--input", str(images), "--output", str(tmp_path / "o")]) == 0
+    assert (
+        main(["predict", "--checkpoint", str(ckpt), "--input", str(images), "--output", str(tmp_path / "o")])
+        == 0
+    )
     assert "wrote 5 masks" in capsys.readouterr().out

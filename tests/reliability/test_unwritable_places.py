@@ -71,7 +71,10 @@ def test_predict_on_a_full_disk_stops_with_the_file(predict_args: list[str], tmp
 
     monkeypatch.setattr(Image.Image, "save", full_disk)
     message = cli_error([*predict_args, "--output", str(tmp_path / "out")], capsys)
-    assert message == f"cannot write {tmp_path / 'out' / 'a.png'}: No space left on device; 0 of 1 images were done"
+    assert (
+        message
+        == f"cannot write {tmp_path / 'out' / 'a.png'}: No space left on device; 0 of 1 images were done"
+    )
     assert not (tmp_path / "out" / "a.png").exists()  # no half-written mask left behind
 
 
@@ -86,19 +89,27 @@ def test_eval_json_on_a_full_disk_and_in_the_wrong_place(data_root: Path, tmp_pa
     assert message == f"--json {tmp_path} is a folder; give a file name"
     (tmp_path / "file").write_text("x")
     message = cli_error([*argv, str(tmp_path / "file" / "m.json")], capsys)
-    assert message.startswith(f"--json {tmp_path / 'file' / 'm.json'}: its folder {tmp_path / 'file'} is a file")
+    assert message.startswith(
+        f"--json {tmp_path / 'file' / 'm.json'}: its folder {tmp_path / 'file'} is a file"
+    )
 
 
-def test_check_data_json_in_a_read_only_folder(data_root: Path, tmp_path: Path, unwritable: Path, capsys) -> None:
+def test_check_data_json_in_a_read_only_folder(
+    data_root: Path, tmp_path: Path, unwritable: Path, capsys
+) -> None:
     cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run")
     message = cli_error(["check-data", str(cfg), "--json", str(unwritable / "report.json")], capsys)
-    assert message.startswith(f"--json {unwritable / 'report.json'}: its folder {unwritable}: cannot write there")
+    assert message.startswith(
+        f"--json {unwritable / 'report.json'}: its folder {unwritable}: cannot write there"
+    )
     if Path("/dev/full").exists():
         message = cli_error(["check-data", str(cfg), "--json", "/dev/full"], capsys)
         assert message.startswith("--json: cannot write /dev/full: No space left on device")
 
 
-def test_train_work_dir_that_cannot_be_a_folder(data_root: Path, tmp_path: Path, unwritable: Path, capsys) -> None:
+def test_train_work_dir_that_cannot_be_a_folder(
+    data_root: Path, tmp_path: Path, unwritable: Path, capsys
+) -> None:
     (tmp_path / "taken").write_text("x")
     for work_dir, expected in [
         (tmp_path / "taken", f"run.work_dir {tmp_path / 'taken'} cannot be a folder"),

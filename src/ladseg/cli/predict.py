@@ -103,7 +103,9 @@ def checkpoint_inference(meta: dict[str, Any], args: argparse.Namespace) -> tupl
     if mode == "slide" or (mode == "multiscale" and scale_mode == "slide"):
         crop = args.crop_size or saved_eval.get("crop_size") or saved_data.get("crop_size")
         if not crop:
-            raise LadsegError("slide inference needs --crop-size H W (the checkpoint does not say its window)")
+            raise LadsegError(
+                "slide inference needs --crop-size H W (the checkpoint does not say its window)"
+            )
         stride = args.stride or saved_eval.get("stride")
         if stride and any(s > c for s, c in zip(stride, crop, strict=True)):
             raise LadsegError(
@@ -113,7 +115,9 @@ def checkpoint_inference(meta: dict[str, Any], args: argparse.Namespace) -> tupl
         kwargs.update(crop_size=list(crop), stride=list(stride) if stride else None)
     if mode == "multiscale":
         scales = args.scales or saved_eval.get("scales") or [1.0]
-        kwargs.update(scales=list(scales), flip=args.flip or bool(saved_eval.get("flip")), scale_mode=scale_mode)
+        kwargs.update(
+            scales=list(scales), flip=args.flip or bool(saved_eval.get("flip")), scale_mode=scale_mode
+        )
     ratio = float(saved_data.get("resize_ratio") or 1.0)
     return mode, kwargs, ratio
 

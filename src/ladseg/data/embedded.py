@@ -115,7 +115,9 @@ def _texture(rng: np.random.Generator, src: _Source, split: str, size: int) -> t
     return np.ascontiguousarray(tex), [y0, x0, y0 + c, x0 + c]
 
 
-def _appearance(rng: np.random.Generator, tex: np.ndarray, tint: tuple[float, float, float] | None) -> np.ndarray:
+def _appearance(
+    rng: np.random.Generator, tex: np.ndarray, tint: tuple[float, float, float] | None
+) -> np.ndarray:
     """Per-region colour: the class tint (or the source's own colours) with jittered gain per
     channel (+-12 %), contrast (0.8-1.2x) and brightness (0.85-1.15x), so colour is a strong but
     overlapping cue and texture still matters."""

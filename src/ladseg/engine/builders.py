@@ -31,7 +31,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise ConfigError(f"run.device={name!r} but CUDA is not available; use 'auto' or 'cpu'")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         count = torch.cuda.device_count()
-        raise ConfigError(f"run.device={name!r} but this machine has {count} CUDA device(s): cuda:0..cuda:{count - 1}")
+        raise ConfigError(
+            f"run.device={name!r} but this machine has {count} CUDA device(s): cuda:0..cuda:{count - 1}"
+        )
     return device
 
 
@@ -237,7 +239,9 @@ def _check_kd_loss(spec: dict[str, Any], key: str) -> dict[str, Any]:
 
     name = spec.get("name")
     if not isinstance(name, str) or name not in LOSSES:
-        raise ConfigError(f"config key '{key}.name': expected one of {', '.join(LOSSES.names())}, got {name!r}")
+        raise ConfigError(
+            f"config key '{key}.name': expected one of {', '.join(LOSSES.names())}, got {name!r}"
+        )
     hints = get_type_hints(LOSSES.get(name).__init__)
     out = dict(spec)
     for param, value in spec.items():
@@ -256,7 +260,12 @@ def build_method_from_config(
     check_method_section(cfg)
     try:
         return build_method(
-            cfg.method_name, cfg.method_params, student, num_classes, teacher=teacher, normalize=cfg.data.normalize
+            cfg.method_name,
+            cfg.method_params,
+            student,
+            num_classes,
+            teacher=teacher,
+            normalize=cfg.data.normalize,
         )
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"method section ({cfg.method_name}): {exc}") from None

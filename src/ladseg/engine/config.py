@@ -302,9 +302,13 @@ def _check_values(cfg: Config) -> None:
         )
     lo, hi = cfg.data.scale_range
     if not 0 < lo <= hi < math.inf:
-        raise ConfigError(f"config key 'data.scale_range': expected 0 < lo <= hi, got {cfg.data.scale_range!r}")
+        raise ConfigError(
+            f"config key 'data.scale_range': expected 0 < lo <= hi, got {cfg.data.scale_range!r}"
+        )
     if not cfg.eval.scales or not all(math.isfinite(v) and v > 0 for v in cfg.eval.scales):
-        raise ConfigError(f"config key 'eval.scales': expected one or more numbers > 0, got {cfg.eval.scales!r}")
+        raise ConfigError(
+            f"config key 'eval.scales': expected one or more numbers > 0, got {cfg.eval.scales!r}"
+        )
     ranges: dict[str, tuple[float | None, Any, str]] = {  # key: (value, test, what it must be)
         "optim.lr": (cfg.optim.lr, lambda v: v > 0, "a number > 0"),
         "optim.weight_decay": (cfg.optim.weight_decay, lambda v: v >= 0, "a number >= 0"),
@@ -323,9 +327,13 @@ def _check_values(cfg: Config) -> None:
         if value is not None and not (math.isfinite(value) and test(value)):
             raise ConfigError(f"config key {key!r}: expected {what}, got {value}")
     if not 0 < cfg.data.resize_ratio < math.inf:
-        raise ConfigError(f"config key 'data.resize_ratio': expected a number > 0, got {cfg.data.resize_ratio}")
+        raise ConfigError(
+            f"config key 'data.resize_ratio': expected a number > 0, got {cfg.data.resize_ratio}"
+        )
     if cfg.train.ema_decay is not None and not 0.0 < cfg.train.ema_decay < 1.0:
-        raise ConfigError(f"config key 'train.ema_decay': expected a number in (0, 1) or null, got {cfg.train.ema_decay}")
+        raise ConfigError(
+            f"config key 'train.ema_decay': expected a number in (0, 1) or null, got {cfg.train.ema_decay}"
+        )
     if not isinstance(cfg.method.get("name", "supervised"), str):
         raise ConfigError(f"config key 'method.name': expected a method name, got {cfg.method.get('name')!r}")
 
@@ -354,7 +362,9 @@ def load_yaml_tree(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, 
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not a text file (UTF-8 expected: {exc.reason} at byte {exc.start})") from exc
+        raise ConfigError(
+            f"{path}: not a text file (UTF-8 expected: {exc.reason} at byte {exc.start})"
+        ) from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a YAML mapping at the top level")
     bases = raw.pop("_base_", [])

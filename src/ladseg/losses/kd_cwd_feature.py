@@ -43,7 +43,9 @@ class CWDFeatureLoss(DistillLoss):
         self.tau = positive("cwd_feature tau", tau)
         self.adapter = conv_adapter(student_channels, teacher_channels, bn=False, wanted=adapter)
         if normalize_by not in ("student", "teacher"):
-            raise ConfigError(f"cwd_feature normalize_by must be 'student' or 'teacher', got {normalize_by!r}")
+            raise ConfigError(
+                f"cwd_feature normalize_by must be 'student' or 'teacher', got {normalize_by!r}"
+            )
         self.normalize_by = normalize_by
 
     def forward(self, student: SegOutput, teacher: SegOutput, mask: Tensor) -> Tensor:
