@@ -45,6 +45,25 @@ def test_bench_tiny_run_writes_json(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert [r["mode"] for r in report["evaluation"]] == ["whole", "slide", "multiscale+flip"]
 
 
+def test_bench_times_the_engine_defaults_against_the_eager_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LADSEG_COMPILE_BACKEND", "aot_eager")  # compiled, without generating C++
+    out = tmp_path / "bench.json"
+    argv = ["--models", "deeplabv3", "--batch", "2", "--crop", "32", "--iters", "1", "--warmup", "0",
+            "--classes", "3", "--encoder-batch", "2", "--encoder-size", "32", "--skip-eval",
+            "--device", "cpu", "--defaults", "--json", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert "| x eager |" in capsys.readouterr().out
+    rows = json.loads(out.read_text())["steps"]
+    assert {r["variant"] for r in rows} == {"baseline", "defaults (channels_last+compile)"}
+    for r in rows:
+        assert r["error"] is None and r["first_ms"] > 0
+        base = next(b for b in rows if b["variant"] == "baseline" and b["step"] == r["step"])
+        assert r["speedup"] == pytest.approx(base["ms"] / r["ms"])
+        assert (r["compile_s"] is None) == (r["variant"] == "baseline")
+
+
 def test_cli_has_bench_and_export() -> None:
     args = build_parser().parse_args(["bench", "--crop", "64", "--amp"])
     assert args.crop == 64 and args.amp and args.models == ["deeplabv3", "pspnet"]

@@ -16,10 +16,12 @@ from pathlib import Path
 import torch
 
 from ladseg.bench.measure import (
+    BASELINE,
     STEPS,
     TARGETS,
     BenchReport,
     StepResult,
+    Variant,
     bench_encoder,
     bench_eval,
     bench_steps,
@@ -35,6 +37,7 @@ __all__ = [
     "TARGETS",
     "BenchReport",
     "StepResult",
+    "Variant",
     "add_arguments",
     "build_step",
     "main",
@@ -56,27 +59,26 @@ def run_bench(args: argparse.Namespace) -> BenchReport:
         args.amp_mode = "bf16" if device.type == "cpu" or torch.cuda.is_bf16_supported() else "fp16"
     if args.amp_mode == "fp16" and device.type != "cuda":
         raise ConfigError("--amp-dtype fp16 needs CUDA; use bf16 on the CPU")
-    variants = ["baseline"] + [v for v, on in (("channels_last", args.channels_last), ("amp", args.amp),
-                                                ("compile", args.compile)) if on]  # fmt: skip
+    variants = select_variants(args, device)
     settings = {
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "python": platform.python_version(), "batch": args.batch, "crop": args.crop, "iters": args.iters,
         "warmup": args.warmup, "classes": args.classes, "backbone": args.backbone, "amp_dtype": args.amp_mode,
-        "variants": variants, "models": args.models,
+        "variants": [asdict(v) for v in variants], "models": args.models,
     }  # fmt: skip
     report = BenchReport(settings)
     torch.manual_seed(0)
     for model in args.models:
+        rows = bench_steps(model, variants, args, device)
+        report.steps += rows
         for variant in variants:
-            rows = bench_steps(model, variant, args, device)
-            done = ", ".join(f"{r.step} {r.images_per_s or 0:.2f} img/s" for r in rows)
-            print(f"[bench] {model} {variant}: {done}", file=sys.stderr, flush=True)
-            report.steps += rows
-            ms = {r.step: r.ms for r in rows}
+            ms = {r.step: r.ms for r in rows if r.variant == variant.name}
+            done = ", ".join(f"{s} {ms[s] or 0:.0f} ms" for s in STEPS)
+            print(f"[bench] {model} {variant.name}: {done}", file=sys.stderr, flush=True)
             if ms["supervised"]:
                 report.ratios.append({
-                    "model": model, "variant": variant,
+                    "model": model, "variant": variant.name,
                     "teacher/supervised": ms["lad_teacher"] / ms["supervised"] if ms["lad_teacher"] else None,
                     "distill/supervised": ms["distill"] / ms["supervised"] if ms["distill"] else None,
                 })  # fmt: skip
@@ -90,6 +92,33 @@ def run_bench(args: argparse.Namespace) -> BenchReport:
     return report
 
 
+def select_variants(args: argparse.Namespace, device: torch.device) -> list[Variant]:
+    """The eager NCHW fp32 baseline, one variant per flag, and (``--defaults``) the engine's choice."""
+    from ladseg.engine import acceleration as accel
+
+    variants = [BASELINE]
+    if args.channels_last:
+        variants.append(Variant("channels_last", channels_last=True))
+    if args.amp:
+        variants.append(Variant("amp", amp=True))
+    if args.compile:
+        variants.append(Variant("compile", compile=True))
+    if args.channels_last and args.compile:
+        variants.append(Variant("channels_last+compile", channels_last=True, compile=True))
+    if args.defaults:  # a long run's auto choices (train.channels_last/compile/amp: auto)
+        compile_it, _ = accel.compile_decision("auto", 10**9, device)
+        flags = {"channels_last": accel.use_channels_last("auto", device), "compile": compile_it,
+                 "amp": device.type == "cuda"}  # fmt: skip
+        on = "+".join(k for k, v in flags.items() if v) or "eager NCHW fp32"
+        same = [v for v in variants[1:] if (v.channels_last, v.compile, v.amp) == tuple(flags.values())]
+        name = f"defaults ({on})"
+        if same:  # the same settings time once, under the defaults' name
+            variants[variants.index(same[0])] = Variant(name, **flags)
+        else:
+            variants.append(Variant(name, **flags))
+    return variants
+
+
 def _f(v: float | None, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
@@ -99,18 +128,22 @@ def to_markdown(report: BenchReport) -> str:
     lines = [
         f"Device: {s['device']} (torch {s['torch']}, {s['threads']} threads of {s['cpu_count']} CPUs); "
         f"batch {s['batch']}, crop {s['crop']}x{s['crop']}, {s['classes']} classes, "
-        f"median of {s['iters']} rounds after {s['warmup']} warm-up; autocast dtype {s['amp_dtype']}.",
+        f"median of {s['iters']} rounds after a first step and {s['warmup']} warm-up; variants interleaved "
+        f"round by round; autocast dtype {s['amp_dtype']}. x eager: the eager NCHW fp32 (baseline) step's "
+        "time over this one's, same step, same run.",
         "",
-        "| model | variant | step | images/s | ms/step | x supervised | peak MiB |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| model | variant | step | images/s | ms/step | x eager | x supervised | first step s | compile s | peak MiB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     sup = {(r.model, r.variant): r.ms for r in report.steps if r.step == "supervised"}
     for r in report.steps:
         base = sup.get((r.model, r.variant))
         ratio = r.ms / base if (r.ms and base) else None
         ips = _f(r.images_per_s) if not r.error else f"failed: {r.error}"
+        first = r.first_ms / 1000 if r.first_ms is not None else None
         lines.append(
-            f"| {r.model} | {r.variant} | {r.step} | {ips} | {_f(r.ms, 1)} | {_f(ratio)} | {_f(r.peak_mib, 0)} |"
+            f"| {r.model} | {r.variant} | {r.step} | {ips} | {_f(r.ms, 1)} | {_f(r.speedup)} | {_f(ratio)} "
+            f"| {_f(first, 1)} | {_f(r.compile_s, 1)} | {_f(r.peak_mib, 0)} |"
         )
     lines += ["", "| model | variant | teacher/supervised (target <= 2.05) | distill/supervised (target <= 1.4) |",
               "|---|---|---:|---:|"]  # fmt: skip
@@ -153,6 +186,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels-last", action="store_true", help="also time each step in channels_last")
     p.add_argument(
         "--compile", action="store_true", help="also time each step with torch.compile (slow start)"
+    )
+    p.add_argument(
+        "--defaults",
+        action="store_true",
+        help="also time the engine's defaults on this device (train.channels_last/compile/amp: auto)",
     )
     p.add_argument(
         "--encoder-batch", type=int, default=16, help="label-encoder comparison batch (default 16)"

@@ -4,11 +4,15 @@ For each model (DeepLabV3-R18, PSPNet-R18 by default) it builds, through ``build
 ``build_method``, a supervised step, a LAD teacher step (``lad_teacher``: two paths through a
 3 + 1 channel network) and a distillation step (``distill`` from a LAD teacher), and reports:
 
-- images/s of each step, interleaved round by round so the ratios teacher/supervised (LAD's
-  target: <= 2.05, the two-path cost) and distill/supervised (<= 1.4) come from one run under the
+- images/s of each step, interleaved round by round (steps and variants) so the ratios
+  teacher/supervised (LAD's target: <= 2.05, the two-path cost), distill/supervised (<= 1.4) and
+  each variant's speed-up over the eager NCHW fp32 step ("x eager") come from one run under the
   same load; the median step time of the rounds is used;
-- each step again with channels_last, autocast (bf16 on CPU, fp16 on CUDA) or torch.compile,
-  one change at a time, when asked (``--channels-last --amp --compile``);
+- each step again with channels_last, autocast (bf16 on CPU, bf16/fp16 on CUDA), torch.compile
+  (and channels_last + compile when both are asked), and ``--defaults``: what the engine picks
+  on this device for a long run (``train.channels_last/compile/amp: auto``);
+- the first step's time of each, and for compiled variants the compile time (first step minus
+  a warm one), from which the number of steps that repay compiling follows;
 - the label encoder's share of a teacher step (target < 2 %), and the encoder against a
   straightforward per-image, per-class loop (the reference code's approach) at batch 16, 512 x 512;
 - evaluation images/s for whole-image, sliding-window and multi-scale + flip inference;
@@ -28,7 +32,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,15 +43,31 @@ STEPS = ("supervised", "lad_teacher", "distill")
 TARGETS = {"teacher/supervised": 2.05, "distill/supervised": 1.4, "encoder share %": 2.0}
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One way to run the steps: memory format, compile, autocast (baseline: eager NCHW fp32)."""
+
+    name: str
+    channels_last: bool = False
+    compile: bool = False
+    amp: bool = False
+
+
+BASELINE = Variant("baseline")
+
+
 @dataclass
 class StepResult:
     model: str
-    variant: str  # baseline | channels_last | amp | compile
+    variant: str  # baseline | channels_last | amp | compile | defaults (what the engine picks)
     step: str
     ms: float | None = None
     images_per_s: float | None = None
     peak_mib: float | None = None
     error: str | None = None
+    speedup: float | None = None  # eager NCHW fp32 step time / this step time, same step and run
+    first_ms: float | None = None  # the first step (compiles, allocates)
+    compile_s: float | None = None  # compiled variants: first step minus a warm one
 
 
 @dataclass
@@ -126,35 +146,48 @@ def synthetic_batch(
 
 
 def build_step(
-    model: str, backbone: str, step: str, num_classes: int, device: torch.device, variant: str, amp_mode: str
+    model: str,
+    backbone: str,
+    step: str,
+    num_classes: int,
+    device: torch.device,
+    variant: Variant,
+    amp_mode: str,
 ) -> tuple[Callable[[dict[str, Tensor]], None], Any]:
-    """One optimisation step of ``step`` as the engine runs it (autocast, scaler, SGD); returns (fn, method)."""
+    """One optimisation step of ``step`` as the engine runs it (autocast, scaler, SGD); returns (fn, method).
+
+    Every variant but the baseline is prepared as the engine prepares a run
+    (:mod:`ladseg.engine.acceleration`: frozen teacher under inference mode, fused steps on CUDA);
+    the baseline is the plain eager NCHW fp32 step of the engine before those settings.
+    """
+    from ladseg.engine import acceleration as accel
     from ladseg.engine.amp import build_amp
     from ladseg.methods import build_method
     from ladseg.methods.label_encoding import channels
     from ladseg.models import build_model
 
     label_ch = channels("random_codes", num_classes)
+    kw = _input_normalization()
     if step == "supervised":
-        method = build_method("supervised", {}, build_model(model, backbone, num_classes), num_classes)
+        method = build_method("supervised", {}, build_model(model, backbone, num_classes), num_classes, **kw)
     elif step == "lad_teacher":
         net = build_model(model, backbone, num_classes, in_channels=3 + label_ch)
-        method = build_method("lad_teacher", {}, net, num_classes)
+        method = build_method("lad_teacher", {}, net, num_classes, **kw)
     else:
         teacher = build_model(model, backbone, num_classes, in_channels=3 + label_ch).to(device)
         method = build_method(
-            "distill", {}, build_model(model, backbone, num_classes), num_classes, teacher=teacher
+            "distill", {}, build_model(model, backbone, num_classes), num_classes, teacher=teacher, **kw
         )
     method.to(device)
-    if variant == "channels_last":
-        method.to(memory_format=torch.channels_last)
-        if method.teacher is not None:
-            method.teacher.to(memory_format=torch.channels_last)
-    if variant == "compile":
-        method.student.compile()
-    amp = build_amp(amp_mode if variant == "amp" else "none", device)
+    if variant != BASELINE:
+        accel.prepare_method(method, variant.channels_last)
+    if variant.compile:
+        accel.compile_method(method)
+    amp = build_amp(amp_mode if variant.amp else "none", device)
     params = [p for p in method.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9, weight_decay=1e-4)
+    if variant != BASELINE:
+        accel.set_fused(optimizer, device)
     method.train()
 
     def run(batch: dict[str, Tensor]) -> None:
@@ -168,45 +201,72 @@ def build_step(
     return run, method
 
 
-def bench_steps(model: str, variant: str, args: argparse.Namespace, device: torch.device) -> list[StepResult]:
-    """The three steps of one model/variant, timed round-robin (warm-up rounds first)."""
+def _input_normalization() -> dict[str, Any]:
+    """``normalize=`` for ``build_method`` as the engine passes it (ImageNet inputs), where it exists."""
+    try:
+        from ladseg.engine.inputs import input_normalization
+    except ImportError:
+        return {}
+    return {"normalize": input_normalization("imagenet")}
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:120]}"
+
+
+def bench_steps(
+    model: str, variants: list[Variant], args: argparse.Namespace, device: torch.device
+) -> list[StepResult]:
+    """The three steps of every variant, timed round-robin over variants and steps.
+
+    Interleaving puts the baseline and each variant under the same load, so the speed-ups and
+    ratios hold even on a shared machine. The first call of each (compiling, allocating) is timed
+    on its own; ``--warmup`` further untimed rounds follow, then ``--iters`` timed ones.
+    """
     batch = synthetic_batch(args.batch, args.crop, args.classes, device)
-    if variant == "channels_last":
-        batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
-    results: dict[str, StepResult] = {s: StepResult(model, variant, s) for s in STEPS}
-    fns: dict[str, Callable[[dict[str, Tensor]], None]] = {}
-    for step in STEPS:
+    cl_batch = {**batch, "image": batch["image"].contiguous(memory_format=torch.channels_last)}
+    keys = [(v, s) for v in variants for s in STEPS]
+    results = {(v, s): StepResult(model, v.name, s) for v, s in keys}
+    fns: dict[tuple[Variant, str], Callable[[dict[str, Tensor]], None]] = {}
+    for v, s in keys:
         try:
-            fns[step], _ = build_step(
-                model, args.backbone, step, args.classes, device, variant, args.amp_mode
-            )
+            fns[v, s], _ = build_step(model, args.backbone, s, args.classes, device, v, args.amp_mode)
         except Exception as exc:  # noqa: BLE001 - a variant the platform lacks is reported, not fatal
-            results[step].error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
-    times: dict[str, list[float]] = {s: [] for s in fns}
-    for i in range(args.warmup + args.iters):
-        for step, fn in list(fns.items()):
+            results[v, s].error = _error(exc)
+    times: dict[tuple[Variant, str], list[float]] = {k: [] for k in fns}
+    for i in range(1 + args.warmup + args.iters):
+        for key, fn in list(fns.items()):
+            data = cl_batch if key[0].channels_last else batch
             try:
-                if i == 0 and device.type == "cpu":  # cold step: the process grows by what a step needs
-                    with peak_memory(device) as mem:
-                        t = _timed(lambda fn=fn: fn(batch), device)
-                    results[step].peak_mib = mem["peak_mib"]
+                if i == 0:  # cold step: compile time, and (CPU) what the process grows by
+                    with peak_memory(device) if device.type == "cpu" else nullcontext({}) as mem:
+                        t = _timed(lambda fn=fn, data=data: fn(data), device)
+                    results[key].first_ms = 1000 * t
+                    results[key].peak_mib = mem.get("peak_mib")
                 else:
-                    t = _timed(lambda fn=fn: fn(batch), device)
+                    t = _timed(lambda fn=fn, data=data: fn(data), device)
             except Exception as exc:  # noqa: BLE001 - e.g. torch.compile without a C++ compiler
-                results[step].error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
-                del fns[step]
+                results[key].error = _error(exc)
+                del fns[key]
                 continue
-            if i >= args.warmup:
-                times[step].append(t)
-    for step, fn in fns.items():
-        median = statistics.median(times[step])
-        r = results[step]
+            if i > args.warmup:
+                times[key].append(t)
+    for key, fn in fns.items():
+        median = statistics.median(times[key])
+        r = results[key]
         r.ms, r.images_per_s = 1000 * median, args.batch / median
+        if key[0].compile and r.first_ms is not None:
+            r.compile_s = max(0.0, (r.first_ms - r.ms) / 1000)
         if device.type == "cuda":  # a warm step: the allocator's own peak counter is exact
+            data = cl_batch if key[0].channels_last else batch
             with peak_memory(device) as mem:
-                fn(batch)
+                fn(data)
             r.peak_mib = mem["peak_mib"]
-    return [results[s] for s in STEPS]
+    for v, s in keys:
+        base = results[BASELINE, s].ms if (BASELINE, s) in results else None
+        if base and results[v, s].ms:
+            results[v, s].speedup = base / results[v, s].ms  # type: ignore[operator]
+    return [results[k] for k in keys]
 
 
 # -- the label encoder -----------------------------------------------------------------------

@@ -1,8 +1,11 @@
 """Data loaders: seeded shuffling, drop_last for training, DistributedSampler under torchrun.
 
-Infinite iteration is the engine's job; with ``distributed=True`` it must call
-``loader.sampler.set_epoch(epoch)`` so each epoch reshuffles. A distributed *validation* loader
-uses DistributedSampler without dropping, which pads the last shard with repeated items.
+A training loader is built once per run and iterated once per epoch; the engine calls
+``loader.sampler.set_epoch(epoch)`` before each epoch, which reshuffles deterministically
+(:class:`EpochShuffle`, or DistributedSampler under torchrun: the order is drawn from
+``seed + epoch``). Workers are persistent, so they are started once, not every epoch. A
+distributed *validation* loader uses DistributedSampler without dropping, which pads the last
+shard with repeated items.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ladseg.errors import DatasetError, LadsegError
 
@@ -74,6 +77,29 @@ def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+class EpochShuffle(Sampler[int]):
+    """A permutation of ``range(n)`` drawn from ``seed + epoch``; :meth:`set_epoch` picks the epoch.
+
+    The draw is the one a ``DataLoader(shuffle=True, generator=Generator().manual_seed(seed +
+    epoch))`` makes (its iterator takes one 64-bit base seed from the generator, then the
+    permutation), so a loader built once reads the same order as one built every epoch did.
+    """
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        torch.empty((), dtype=torch.int64).random_(generator=generator)  # the old loader's base seed
+        yield from torch.randperm(self.n, generator=generator).tolist()
+
+
 def _seed_worker(worker_id: int) -> None:
     """Give numpy and ``random`` in each worker a seed derived from the worker's torch seed."""
     seed = torch.initial_seed() % 2**32
@@ -97,12 +123,15 @@ def build_loader(
         raise DatasetError(
             f"the training set has {len(dataset)} items, fewer than one batch of {batch_size} (drop_last would leave none)"
         )
-    generator = torch.Generator().manual_seed(seed)
-    sampler = DistributedSampler(dataset, shuffle=train, seed=seed, drop_last=train) if distributed else None
+    generator = torch.Generator().manual_seed(seed)  # the workers' base seed
+    sampler: Sampler[int] | None = None
+    if distributed:
+        sampler = DistributedSampler(dataset, shuffle=train, seed=seed, drop_last=train)
+    elif train:
+        sampler = EpochShuffle(len(dataset), seed)
     return SegLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=train and sampler is None,
         sampler=sampler,
         drop_last=train,
         num_workers=num_workers,
@@ -111,3 +140,17 @@ def build_loader(
         worker_init_fn=_seed_worker if num_workers > 0 else None,
         persistent_workers=num_workers > 0,
     )
+
+
+def skip_batches(loader: Any, count: int) -> Any:
+    """The same loader without its first ``count`` batches (indices dropped, no sample is read).
+
+    The epoch's order comes from its sampler (seeded per epoch by ``set_epoch``), so the batches
+    left are those an uninterrupted epoch reads after its first ``count``.
+    """
+    batches = list(loader.batch_sampler)[count:]
+    return type(loader)(
+        loader.dataset, batch_sampler=batches, num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+        worker_init_fn=loader.worker_init_fn, generator=loader.generator, pin_memory=loader.pin_memory,
+        persistent_workers=loader.persistent_workers if loader.num_workers else False,
+    )  # fmt: skip

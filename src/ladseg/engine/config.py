@@ -90,9 +90,11 @@ class TrainConfig:
     val_interval: int = 800
     log_interval: int = 50
     checkpoint_interval: int = 1000
-    amp: str = "none"  # none | bf16 | fp16 | auto
-    channels_last: bool = False
-    compile: bool = False
+    amp: str = "auto"  # none | bf16 | fp16 | auto (bf16/fp16 on CUDA, none on CPU)
+    # auto | true | false; auto = what measured fastest on the device (ladseg.engine.acceleration):
+    # channels_last on; compile when the run is long enough to repay the compile time
+    channels_last: bool | str = "auto"
+    compile: bool | str = "auto"
     init_checkpoint: str | None = None  # start the student from trained weights (fine-tuning)
     tensorboard: bool = False
     resume: bool = True  # continue from work_dir/last.pth when present

@@ -21,10 +21,14 @@ unpadded shards with the confusion matrix summed over ranks, and only rank 0 wri
 The frozen teacher lives outside the method's module tree, so it never enters DDP.
 A run folder holding ``last.pth`` is resumed (iteration, optimiser, schedule, RNG states; the
 data order continues mid-epoch where it stopped, so a resumed run ends where an uninterrupted one does).
+Speed settings (channels_last, torch.compile, threads, workers, CUDA options) are decided per
+device in :mod:`ladseg.engine.acceleration`; none of them changes what a checkpoint holds.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import time
 from collections.abc import Iterator
@@ -37,6 +41,8 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from ladseg.data.loader import skip_batches
+from ladseg.engine import acceleration as accel
 from ladseg.engine.amp import build_amp
 from ladseg.engine.builders import (
     build_loader_for,
@@ -70,20 +76,6 @@ from ladseg.engine.schedule import PolySchedule
 from ladseg.errors import CheckpointError, ConfigError, LadsegError
 
 
-def skip_batches(loader: Any, count: int) -> Any:
-    """The same loader without its first ``count`` batches (indices dropped, no sample is read)."""
-    if loader.generator is not None:
-        # a DataLoader iterator draws its base seed from the generator before the sampler's permutation:
-        # draw it here too, so the permutation is the one an uninterrupted epoch sees
-        torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
-    batches = list(loader.batch_sampler)[count:]
-    return type(loader)(
-        loader.dataset, batch_sampler=batches, num_workers=loader.num_workers, collate_fn=loader.collate_fn,
-        worker_init_fn=loader.worker_init_fn, generator=loader.generator,
-        persistent_workers=loader.persistent_workers if loader.num_workers else False,
-    )  # fmt: skip
-
-
 def set_aside_old_log(work_dir: Path) -> Path | None:
     """A fresh start in a used folder keeps the old ``metrics.jsonl`` as ``metrics.previous-N.jsonl``."""
     log = work_dir / "metrics.jsonl"
@@ -112,7 +104,12 @@ class Trainer:
 
     def _setup(self) -> None:
         cfg = self.cfg
-        torch.backends.cudnn.benchmark = self.device.type == "cuda"  # fixed crop sizes: pick fast kernels
+        accel.setup_device(self.device)  # CUDA: cudnn benchmark (fixed crops), TF32
+        accel.set_threads(self.device)  # cores / local processes, unless OMP_NUM_THREADS says otherwise
+        self.channels_last = accel.use_channels_last(cfg.train.channels_last, self.device)
+        accel.tri_state(cfg.train.compile, "train.compile")  # a bad value fails before any data is read
+        self.steps = accel.StepRunner()  # eager, or compiled with an eager fallback
+        self.train_loader: Any = None
         seed_everything(cfg.run.seed)  # the same initial networks on every rank
         self.train_set = build_split(cfg, cfg.data.train_split, train=True)
         self.val_set = build_split(cfg, cfg.data.val_split, train=False)
@@ -120,6 +117,7 @@ class Trainer:
         self.method = self._build_method()
         self.module: nn.Module = self._wrap_ddp(self.method)
         self.optimizer = build_optimizer(self.method, cfg)
+        accel.set_fused(self.optimizer, self.device)
         o = cfg.optim
         self.schedule = PolySchedule(
             self.optimizer, cfg.train.iters, o.poly_power, o.warmup_iters, o.warmup_ratio
@@ -150,14 +148,9 @@ class Trainer:
         method.to(self.device)
         if method.teacher is not None:
             method.teacher.to(self.device)
-        if cfg.train.channels_last:
-            method.to(memory_format=torch.channels_last)
-            if method.teacher is not None:
-                method.teacher.to(memory_format=torch.channels_last)
+        accel.prepare_method(method, self.channels_last)  # memory format; teacher under inference_mode
         if world_size() > 1 and self._sync_bn():
             nn.SyncBatchNorm.convert_sync_batchnorm(method)  # in place; the teacher is not in the tree
-        if cfg.train.compile:
-            method.student.compile()  # in place: state_dict keys stay unchanged
         return method
 
     def _sync_bn(self) -> bool:
@@ -182,28 +175,39 @@ class Trainer:
         )
 
     def _batches(self) -> Iterator[dict[str, Any]]:
-        """Endless batches; epoch e's loader is seeded with seed + e, so the order is reproducible.
+        """Endless batches from one loader (built once, workers kept); ``set_epoch(e)`` reshuffles.
 
-        On resume the current epoch continues where it stopped: its batches already trained on are
-        skipped by index (nothing is read for them), so with the restored RNG states a resumed run
-        sees the same batches as an uninterrupted one. Under a process group each epoch's
-        DistributedSampler is seeded the same way on every rank, so the ranks read disjoint parts
-        of one permutation.
+        Epoch e's order is drawn from seed + e, so it is reproducible. On resume the current epoch
+        continues where it stopped: its batches already trained on are skipped by index (nothing
+        is read for them), so with the restored RNG states a resumed run sees the same batches as
+        an uninterrupted one. Under a process group the DistributedSampler is seeded the same way
+        on every rank, so the ranks read disjoint parts of one permutation.
         """
-        seed = self.cfg.run.seed
-        steps = max(1, len(build_loader_for(self.cfg, self.train_set, train=True, seed=seed)))
-        epoch, done = divmod(self.iteration, steps)
+        if self.train_loader is None:
+            workers = accel.plan_workers(self.cfg.data.num_workers)  # this process's share of the cores
+            cfg = copy.copy(self.cfg)
+            cfg.data = dataclasses.replace(cfg.data, num_workers=workers)
+            loader = build_loader_for(cfg, self.train_set, train=True, seed=self.cfg.run.seed)
+            self.train_loader = accel.pin_loader(loader, self.device)
+        loader = self.train_loader
+        epoch, done = divmod(self.iteration, max(1, len(loader)))
         while True:
-            loader = build_loader_for(self.cfg, self.train_set, train=True, seed=seed + epoch)
+            loader.sampler.set_epoch(epoch)
             yield from (skip_batches(loader, done) if done else loader)
             done = 0
             epoch += 1
 
     # -- one step --------------------------------------------------------------------------
     def train_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        """One optimisation step; returns the detached loss terms. A non-finite loss stops the run."""
+        """One optimisation step; returns the detached loss terms. A non-finite loss stops the run.
+
+        With ``train.compile`` the first step compiles; if that fails the step reruns eagerly.
+        """
+        return self.steps.run(lambda: self._step(batch), self.method, is_main_process())
+
+    def _step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         self.schedule.step(self.iteration)
-        batch = move_batch(batch, self.device, self.cfg.train.channels_last)
+        batch = move_batch(batch, self.device, self.channels_last)
         self.module.train()
         with self.amp.autocast():
             terms = self.module(batch)
@@ -236,7 +240,7 @@ class Trainer:
         """
         e, d = self.cfg.eval, self.cfg.data
         averaged = self.ema.applied(self.method.export_model()) if self.ema is not None else nullcontext()
-        with averaged:
+        with averaged, accel.eager():  # other image sizes would recompile
             broadcast_buffers(self.method)  # every shard evaluates rank 0's network (the one it saves)
             loader = build_loader_for(self.cfg, self.val_set, train=False)
             return evaluate(
@@ -286,6 +290,7 @@ class Trainer:
         check_model_spec(self.method.export_model(), payload["meta"].get("spec"), str(path))
         self.method.load_state_dict(state["method"])
         self.optimizer.load_state_dict(state["optimizer"])
+        accel.set_fused(self.optimizer, self.device)  # this device's choice, not the saving run's
         self.schedule.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self.amp.scaler.load_state_dict(state["scaler"])
@@ -343,6 +348,12 @@ class Trainer:
         self._prepare()
         t = self.cfg.train
         stop = min(t.iters, until) if until is not None else t.iters
+        compile_it, note = accel.compile_decision(t.compile, stop - self.iteration, self.device)
+        if note and is_main_process():  # after resume: decided on the steps this process still runs
+            print(note)
+        if compile_it and self.steps.mode == "eager":
+            accel.compile_method(self.method)
+            self.steps.mode = "first"
         logger = RunLogger(self.work_dir, t.tensorboard)
         bar = tqdm(
             total=t.iters, initial=self.iteration, desc=self.cfg.run.name, disable=not is_main_process()
