@@ -20,6 +20,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from ladseg.config_lookup import find_config
 from ladseg.errors import ConfigError
 
 
@@ -428,8 +429,11 @@ def _resolve_teacher(raw: dict[str, Any], config_dir: Path) -> None:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read ``path`` (with its ``_base_`` chain), apply dotted overrides, type-check, fill defaults."""
-    path = Path(path)
+    """Read ``path`` (with its ``_base_`` chain), apply dotted overrides, type-check, fill defaults.
+
+    ``path`` is a user's file or the name of a packaged config (see :func:`ladseg.config_lookup.find_config`).
+    """
+    path = find_config(path)
     raw = apply_overrides(load_yaml_tree(path), list(overrides or []))
     _resolve_teacher(raw, path.resolve().parent)
     cfg = config_from_dict(raw)
