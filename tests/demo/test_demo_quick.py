@@ -15,9 +15,12 @@ import pytest
 import torch
 
 from ladseg.cli import main
-from ladseg.demo.pipeline import ROWS, load_recipe, stage_config
-from ladseg.demo.report import markdown_table, summarize
+from ladseg.config_lookup import RECIPE_DIR
+from ladseg.demo.pipeline import training_seconds
+from ladseg.demo.recipe import ROWS, load_recipe, stage_config
+from ladseg.demo.report import markdown_table, summarize, teacher_encoding_line
 from ladseg.engine.builders import method_class
+from ladseg.engine.config import load_config
 from ladseg.errors import ConfigError
 
 
@@ -49,7 +52,7 @@ def test_quick_demo_writes_a_sane_report(tmp_path: Path, capsys) -> None:
         assert (out / "seed0" / stage / "last.pth").is_file()
 
 
-RECIPES = sorted((Path(__file__).resolve().parents[2] / "configs" / "_recipes_").glob("*.yaml"))
+RECIPES = sorted(RECIPE_DIR.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("recipe_path", RECIPES, ids=lambda p: p.stem)
@@ -127,9 +130,6 @@ def test_report_says_whether_the_gain_stands_out_of_seed_noise() -> None:
 
 @pytest.mark.parametrize("recipe_path", RECIPES, ids=lambda p: p.stem)
 def test_report_names_the_teacher_encoding_of_the_recipe(recipe_path: Path) -> None:
-    from ladseg.demo.report import teacher_encoding_line
-    from ladseg.engine.config import load_config
-
     recipe = load_recipe(recipe_path)
     encoder = load_config(recipe.teacher).method.get("encoder") or {}
     line = teacher_encoding_line(recipe)
@@ -159,8 +159,6 @@ def test_report_gives_the_gain_over_self_distillation_and_both_label_gaps() -> N
 
 def test_stage_time_comes_from_the_stage_log(tmp_path: Path) -> None:
     """A reused stage reports the time its training took, not the time of the run that reused it."""
-    from ladseg.demo.pipeline import training_seconds
-
     records = [{"type": "train", "iter": 10, "s_per_iter": 0.5}, {"type": "val", "iter": 10, "mIoU": 1.0},
                {"type": "train", "iter": 25, "s_per_iter": 2.0}]  # fmt: skip
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))

@@ -26,15 +26,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--recipe", type=Path, default=None,
-        help="demo recipe YAML (default: configs/_recipes_/demo.yaml; configs/_recipes_/camvid.yaml runs on CamVid "
-        "with data.root=PATH)",
+        help="demo recipe YAML: a file, or a packaged recipe such as _recipes_/camvid.yaml (CamVid, with "
+        "data.root=PATH); default: the packaged _recipes_/demo.yaml",
     )  # fmt: skip
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides applied to every stage")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ladseg.demo.pipeline import DEFAULT_RECIPE, run_demo
+    from ladseg.config_lookup import DEFAULT_RECIPE
+    from ladseg.demo.pipeline import run_demo
     from ladseg.errors import ConfigError
 
     if args.seeds < 1:

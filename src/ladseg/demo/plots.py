@@ -1,18 +1,30 @@
 """The demo report's figures: training curves of every stage, the teacher's label-use gap over
-iterations, and a few validation images with each model's prediction."""
+iterations, and a few validation images with each model's prediction.
+
+Drawing only: the curves come from the stages' logs, the predictions from
+:func:`ladseg.demo.pipeline.predict_samples` (which runs the models)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+from ladseg.demo.recipe import SeedResult
 from ladseg.engine.logging import read_metrics
 
-if TYPE_CHECKING:
-    from ladseg.demo.pipeline import DemoRecipe, SeedResult
+
+@dataclass
+class PredictionPanels:
+    """What the predictions figure shows, as H x W x 3 RGB arrays: one row per image.
+
+    ``predictions`` maps a model's title to its coloured prediction of each image, in column order.
+    """
+
+    images: list[np.ndarray]
+    truth: list[np.ndarray]
+    predictions: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
 
 def _pyplot():  # noqa: ANN202 - matplotlib's module
@@ -79,55 +91,17 @@ def plot_label_gap(results: list[SeedResult], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_predictions(
-    result: SeedResult, recipe: DemoRecipe, profile: str, extra: list[str], path: Path, count: int = 4
-) -> None:
+def plot_predictions(panels: PredictionPanels, path: Path) -> None:
     """A few validation images: image, ground truth, and each model's prediction side by side."""
     plt = _pyplot()
-
-    from ladseg.data import colorize
-    from ladseg.data.transforms import denormalize
-    from ladseg.demo.pipeline import stage_config
-    from ladseg.engine.builders import build_split
-    from ladseg.engine.checkpoint import build_model_from_checkpoint
-    from ladseg.methods import build_method
-
-    models = [
-        ("baseline", "baseline"),
-        ("control", "control"),
-        ("teacher (labels)", "teacher"),
-        ("LAD student", "student"),
-    ]
-    if "self_distill" in recipe.stages:
-        models.append(("self-distillation", "self_distill"))
-    cfg = stage_config(recipe, "baseline", result.run_dir, result.seed, profile, extra)
-    dataset = build_split(cfg, cfg.data.val_split, train=False)
-    idx = np.linspace(0, len(dataset) - 1, count).round().astype(int).tolist()
-    samples = [dataset[i] for i in idx]
-    batch = {
-        "image": torch.stack([s["image"] for s in samples]),
-        "mask": torch.stack([torch.as_tensor(s["mask"]) for s in samples]),
-    }
-    preds = {}
-    for title, stage in models:
-        scfg = stage_config(recipe, stage, result.run_dir, result.seed, profile, extra)
-        model, _ = build_model_from_checkpoint(result.run_dir / stage / "last.pth")
-        model.eval()
-        x = batch["image"]
-        if stage == "teacher":
-            method = build_method(scfg.method_name, scfg.method_params, model, model.num_classes)
-            x = method.inference_input(batch)
-        preds[title] = model.predict(x).argmax(1).numpy()
-    cols = 2 + len(models)
+    count = len(panels.images)
+    cols = 2 + len(panels.predictions)
     fig, axes = plt.subplots(count, cols, figsize=(2.2 * cols, 2.2 * count))
     axes = np.atleast_2d(axes)
     for r in range(count):
-        panels = [
-            ("image", denormalize(batch["image"][r], cfg.data.normalize)),
-            ("ground truth", colorize(batch["mask"][r].numpy(), dataset.palette)),
-        ]
-        panels += [(t, colorize(preds[t][r], dataset.palette)) for t, _ in models]
-        for c, (title, img) in enumerate(panels):
+        row = [("image", panels.images[r]), ("ground truth", panels.truth[r])]
+        row += [(title, images[r]) for title, images in panels.predictions.items()]
+        for c, (title, img) in enumerate(row):
             axes[r, c].imshow(img)
             axes[r, c].set_axis_off()
             if r == 0:

@@ -1,6 +1,8 @@
 """The demo's report folder: ``report.md`` / ``report.json`` (the table), ``curves.png``
 (training loss and validation mIoU of every stage) and ``predictions.png`` (a few validation
-images: image, ground truth, each model's prediction)."""
+images: image, ground truth, each model's prediction).
+
+Summaries and figures only, from the seeds' results and logs: nothing here trains or runs a model."""
 
 from __future__ import annotations
 
@@ -8,14 +10,14 @@ import json
 import math
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ladseg.demo.plots import plot_curves, plot_label_gap, plot_predictions
-
-if TYPE_CHECKING:
-    from ladseg.demo.pipeline import DemoRecipe, SeedResult
+from ladseg.demo.plots import PredictionPanels, plot_curves, plot_label_gap, plot_predictions
+from ladseg.demo.recipe import DemoRecipe, SeedResult
+from ladseg.engine.config import load_config
+from ladseg.methods.label_encoding import EncoderParams
 
 GAIN = ("LAD student", "control")  # the gain the demo reports: LAD student minus control
 LABEL_USE = ("teacher (with labels)", "teacher (no labels)")  # how much the teacher reads its label
@@ -140,17 +142,12 @@ ENCODING_NOTES = {
 
 def recipe_dataset(recipe: DemoRecipe) -> str:
     """The dataset a recipe trains on, as a report names it (e.g. ``camvid``)."""
-    from ladseg.engine.config import load_config
-
     name = load_config(recipe.baseline).data.dataset
     return "the embedded dataset" if name == "embedded" else name
 
 
 def teacher_encoding_line(recipe: DemoRecipe) -> str:
     """One line naming the teacher's label encoding and its corruptions (from the recipe's teacher config)."""
-    from ladseg.engine.config import load_config
-    from ladseg.methods.label_encoding import EncoderParams
-
     enc = EncoderParams.from_dict(load_config(recipe.teacher).method.get("encoder"))
     corrupt = {k: v for k, v in vars(enc.corruption).items() if k.endswith("_prob") and v > 0}
     extra = (
@@ -161,9 +158,18 @@ def teacher_encoding_line(recipe: DemoRecipe) -> str:
 
 
 def write_report(
-    results: list[SeedResult], out: Path, recipe: DemoRecipe, profile: str, extra: list[str], seconds: float
+    results: list[SeedResult],
+    out: Path,
+    recipe: DemoRecipe,
+    profile: str,
+    extra: list[str],
+    seconds: float,
+    panels: PredictionPanels,
 ) -> dict[str, Any]:
-    """Write the report folder, print the table, return the summary."""
+    """Write the report folder, print the table, return the summary.
+
+    ``seconds`` is the demo's training and evaluation time; ``panels`` the predictions figure's content.
+    """
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(results)
     summary.update(profile=profile, total_seconds=seconds, overrides=extra)
@@ -195,7 +201,7 @@ def write_report(
     (out / "report.json").write_text(json.dumps(summary, indent=2))
     plot_curves(results, recipe.stages, out / "curves.png")
     plot_label_gap(results, out / "label_gap.png")
-    plot_predictions(results[0], recipe, profile, extra, out / "predictions.png")
+    plot_predictions(panels, out / "predictions.png")
     print("\n" + table)
     print(f"\nreport: {out}/report.md  (total {seconds / 60:.1f} min)")
     return summary
