@@ -23,7 +23,8 @@ def main() -> None:
         state = {k: v.detach().cpu() for k, v in trainer.method.state_dict().items()}
         torch.save(
             {"state": state, "confusion": metrics.confusion, "world": world_size(),
-             "module": type(trainer.module).__name__, "iteration": result["iteration"]},
+             "module": type(trainer.module).__name__, "iteration": result["iteration"],
+             "compile": trainer.steps.mode},
             out / f"rank{rank()}.pt",
         )  # fmt: skip
     finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from engine_helpers import make_folder_dataset
+from tiny_data import make_folder_dataset
 
 from ladseg.data import build_loader
 from ladseg.engine.builders import build_split
@@ -24,13 +24,13 @@ from ladseg.errors import ConfigError
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 
-def write_config(tmp_path: Path, root: Path) -> Path:
+def write_config(tmp_path: Path, root: Path, **train: object) -> Path:
     raw = {
         "run": {"name": "ddp", "work_dir": str(tmp_path / "run"), "seed": 3, "device": "cpu"},
         "model": {"name": "fcn", "backbone": "resnet18", "head": {"channels": 16}},
         "data": {"dataset": "folder", "root": str(root), "crop_size": [32, 32], "scale_range": [0.75, 1.5],
                  "batch_size": 4, "num_workers": 0},
-        "train": {"iters": 3, "val_interval": 3, "log_interval": 1, "checkpoint_interval": 3},
+        "train": {"iters": 3, "val_interval": 3, "log_interval": 1, "checkpoint_interval": 3, **train},
         "eval": {"mode": "whole", "batch_size": 1},
     }  # fmt: skip
     path = tmp_path / "ddp.yaml"
@@ -75,6 +75,31 @@ def test_two_gloo_processes_train_agree_and_shard_evaluation(tmp_path: Path) -> 
     torch.testing.assert_close(r0["confusion"], single.confusion, rtol=0, atol=0)
     val_record = next(r for r in records if r["type"] == "val")
     assert val_record["mIoU"] == pytest.approx(100 * single.miou, abs=1e-9)
+
+
+@pytest.mark.skipif(not TORCHRUN.is_file(), reason="torchrun not installed next to the interpreter")
+def test_a_compiled_student_under_ddp_trains_in_step_and_saves_eager_keys(tmp_path: Path) -> None:
+    root = make_folder_dataset(tmp_path / "data", n_train=6, n_val=2)
+    cfg_path = write_config(tmp_path, root, compile=True)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "LADSEG_COMPILE_BACKEND": "aot_eager",
+    }  # dynamo + AOT autograd, no C++ generation
+    worker = Path(__file__).with_name("ddp_worker.py")
+    proc = subprocess.run(
+        [str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(worker), str(cfg_path), str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["module"] == "DistributedDataParallel" and r0["compile"] == r1["compile"] == "compiled"
+    for key, value in r0["state"].items():
+        torch.testing.assert_close(value, r1["state"][key], rtol=0, atol=0, msg=key)
+    saved = load_checkpoint(tmp_path / "run" / "last.pth")
+    assert not any("_orig_mod" in k for part in (saved["model"], saved["state"]["method"]) for k in part)
+    build_model_from_checkpoint(tmp_path / "run" / "last.pth")  # loads strictly into an eager model
 
 
 def test_shards_cover_every_item_once() -> None:
