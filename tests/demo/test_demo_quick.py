@@ -24,7 +24,6 @@ from ladseg.engine.config import load_config
 from ladseg.errors import ConfigError
 
 
-@pytest.mark.slow
 def test_quick_demo_writes_a_sane_report(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0

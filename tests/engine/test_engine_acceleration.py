@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import make_folder_dataset, tiny_config
+from tiny_data import make_folder_dataset, tiny_config
 
 from ladseg.data.loader import EpochShuffle
 from ladseg.engine import acceleration as accel

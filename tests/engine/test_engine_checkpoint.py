@@ -69,6 +69,17 @@ def test_rebuild_from_checkpoint_gives_identical_outputs(tmp_path: Path) -> None
     assert meta["iteration"] == 5 and meta["class_names"] == ["a", "b", "c"]
 
 
+def test_a_state_dict_saved_from_a_compile_wrapper_loads_into_an_eager_model(tmp_path: Path) -> None:
+    model = tiny_model().eval()
+    wrapped = torch.compile(model)  # not run: the wrapper's keys are all that matters here
+    state = wrapped.state_dict()
+    assert all(k.startswith("_orig_mod.") for k in state)
+    save_checkpoint(tmp_path / "m.pth", {**payload(model), "model": state})
+    rebuilt, _ = build_model_from_checkpoint(tmp_path / "m.pth")
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(rebuilt(x).logits, model(x).logits, rtol=0, atol=0)
+
+
 def test_mismatched_architecture_or_classes_is_explained(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "m.pth", payload(tiny_model(3)))
     with pytest.raises(CheckpointError, match="num_classes: checkpoint 3 vs model 5"):

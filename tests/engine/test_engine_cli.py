@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from engine_helpers import tiny_config
 from PIL import Image
+from tiny_data import tiny_config
 
 from ladseg.cli import main
 

@@ -32,6 +32,7 @@ def test_overrides_parse_yaml_scalars(tmp_path: Path) -> None:
             "train.iters=100",
             "data.crop_size=[64,48]",
             "teacher.checkpoint=t.pth",
+            "method.name=lad_teacher",
             "method.tau=2",
             "optim.lr=1",
             "optim.weight_decay=5e-4",  # YAML 1.1 reads this (no dot) as a string
@@ -40,7 +41,7 @@ def test_overrides_parse_yaml_scalars(tmp_path: Path) -> None:
     assert cfg.train.iters == 100
     assert cfg.data.crop_size == [64, 48]
     assert cfg.teacher.checkpoint == "t.pth"
-    assert cfg.method == {"name": "supervised", "tau": 2}
+    assert cfg.method_name == "lad_teacher" and cfg.method.tau == 2.0 and isinstance(cfg.method.tau, float)
     assert isinstance(cfg.optim.lr, float) and cfg.optim.lr == 1.0
     assert cfg.optim.weight_decay == 5e-4
 
@@ -89,3 +90,58 @@ def test_saved_config_round_trips(tmp_path: Path) -> None:
 def test_shipped_configs_load(path: Path) -> None:
     cfg = load_config(path)
     assert isinstance(cfg, Config) and cfg.train.iters > 0
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [
+        ({"name": "lad_teacher", "consistency_weight": "five"},
+         "config key 'method.consistency_weight': expected float, got 'five' (str)"),
+        ({"name": "lad_teacher", "encoder": {"noise": "x"}}, "config key 'method.encoder.noise': expected float"),
+        ({"name": "lad_teacher", "encoder": {"kind": "gray"}}, "config key 'method.encoder.kind': unknown label"),
+        ({"name": "distill", "kd_losses": [{"name": "kd", "weight": "heavy"}]},
+         "config key 'method.kd_losses[0].weight': expected float"),
+        ({"name": "distill", "kd_losses": [{"name": "at", "p": "two"}]}, "config key 'method.kd_losses[0].p'"),
+        ({"name": "distill", "kd_losses": [{"name": "cwd", "temp": 2}]}, "unknown config key method.kd_losses[0].temp"),
+        ({"name": "distill", "teacher_label": {"scale": [1]}}, "config key 'method.teacher_label.scale'"),
+        ({"name": "lad_teacher", "eval_label": "always"}, "config key 'method.eval_label'"),
+    ],
+)  # fmt: skip
+def test_method_section_is_typed_when_the_config_is_read(method: dict, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"method": method})
+    assert str(err.value).startswith(expected) and "\n" not in str(err.value)
+
+
+def test_method_section_is_typed_by_its_name() -> None:
+    cfg = config_from_dict({"method": {"name": "distill", "kd_losses": [{"name": "cwd_feature", "tau": 2}]}})
+    (spec,) = cfg.method.kd_losses
+    assert (spec.name, spec.tau, spec.weight, spec.normalize_by) == ("cwd_feature", 2.0, None, "student")
+    assert cfg.method.teacher_label.noise == 0.02 and cfg.method.teacher_label.scale == "auto"
+    assert config_from_dict({}).method_name == "supervised"
+    saved = cfg.to_dict()["method"]  # the resolved section, defaults filled, reads back the same
+    assert config_from_dict({"method": saved}).method == cfg.method
+
+
+def test_dry_run_prints_the_resolved_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from ladseg.cli import main
+
+    write(tmp_path / "c.yaml", {"method": {"name": "lad_teacher", "encoder": {"noise": 0}}})
+    assert (
+        main(
+            [
+                "train",
+                str(tmp_path / "c.yaml"),
+                "train.iters=7",
+                f"run.work_dir={tmp_path / 'run'}",
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["train"]["iters"] == 7 and printed["method"]["encoder"]["noise"] == 0.0
+    assert printed["method"]["consistency_weight"] == 5.0  # defaults are resolved
+    assert not (tmp_path / "run").exists()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import tiny_config
+from tiny_data import tiny_config
 from torch import nn
 
 from ladseg.engine.checkpoint import load_checkpoint

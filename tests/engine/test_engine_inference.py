@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -94,3 +95,22 @@ def test_evaluate_counts_a_perfect_model() -> None:
         m = evaluate(Oracle(), loader, 3, mode=mode, progress=False, **kw)
         assert m.summary()["mIoU"] == 100.0, mode
         assert m.confusion.sum().item() == 2 * 7 * 8
+
+
+def test_inference_settings_are_resolved_in_one_place() -> None:
+    from ladseg.engine.inference import InferenceSettings
+    from ladseg.errors import LadsegError
+
+    saved = {"mode": "multiscale", "scales": [0.5, 1.0], "flip": False, "scale_mode": "slide", "stride": None}
+    s = InferenceSettings.resolve(saved, {"crop_size": [32, 48]}, flip=True, scales=None)
+    assert s.kwargs() == {
+        "crop_size": [32, 48], "stride": None, "scales": [0.5, 1.0], "flip": True,
+        "scale_mode": "slide", "average": "probs", "rounding": "round",
+    }  # fmt: skip
+    assert s.describe() == "multiscale scales=[0.5, 1.0] +flip"
+    assert InferenceSettings.resolve(saved, mode="whole").kwargs() == {}  # an option given wins
+    assert InferenceSettings.resolve().kwargs() == {}  # a reference checkpoint: whole image
+    with pytest.raises(LadsegError, match="needs a window"):
+        InferenceSettings.resolve(mode="slide").kwargs()
+    with pytest.raises(LadsegError, match="--stride 20 8 is larger than the window 16 16"):
+        InferenceSettings.resolve(mode="slide", crop_size=[16, 16], stride=[20, 8]).kwargs()

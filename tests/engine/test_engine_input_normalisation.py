@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import tiny_config
+from tiny_data import tiny_config
 
 from ladseg.data.transforms import renormalize
 from ladseg.engine.builders import build_method_from_config, build_student, build_teacher

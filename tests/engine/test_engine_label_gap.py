@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from engine_helpers import make_folder_dataset, tiny_config
+from tiny_data import make_folder_dataset, tiny_config
 
 from ladseg.engine.logging import read_metrics
 from ladseg.engine.trainer import Trainer, train

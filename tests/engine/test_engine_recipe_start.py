@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import tiny_config
+from tiny_data import tiny_config
 
 from ladseg.engine.builders import build_student, build_teacher
 from ladseg.engine.checkpoint import save_checkpoint

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import tiny_config
+from tiny_data import tiny_config
 from torch import nn
 
 from ladseg.engine.builders import build_student, build_teacher

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -135,10 +133,8 @@ def test_vectorised_op_count_independent_of_batch_and_classes(kw: dict) -> None:
     for k_small, k_large in ((3, 21), (22, 150)):
         small = _ops(_enc(k=k_small, corruption=corruption), torch.randint(0, k_small, (2, 8, 8)), **kw)
         mask = torch.randint(0, k_large, (16, 64, 64))
-        start = time.perf_counter()
         large = _ops(_enc(k=k_large, corruption=corruption), mask, **kw)
         assert large == small
-        assert time.perf_counter() - start < 2.0
 
 
 def test_bad_inputs() -> None:

@@ -77,7 +77,6 @@ def test_onehot_teacher_uses_its_labels_and_beats_the_same_network_without(tmp_p
     assert with_labels > zeroed + 20.0, (with_labels, zeroed)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("LADSEG_E2E") != "1", reason="opt-in long run: set LADSEG_E2E=1")
 def test_reference_encoding_teacher_beats_the_same_network_without_labels(tmp_path: Path) -> None:
     iters = int(os.environ.get("LADSEG_E2E_ITERS", "600"))

@@ -14,9 +14,11 @@ import pytest
 import torch
 from PIL import Image
 from ref_checkpoints import REF_DIR, parse_key_file, random_state_dict
+from tiny_data import make_folder_dataset, tiny_config
 
 from ladseg.cli import main as cli_main
 from ladseg.engine.checkpoint import build_model_from_checkpoint, load_weights_into
+from ladseg.engine.config import save_config
 from ladseg.models import build_model
 from ladseg.models.convert import convert_reference_checkpoint, rename_reference_key
 
@@ -77,14 +79,7 @@ def test_converted_and_raw_students_fit_three_channel_models(tmp_path: Path) -> 
     )
 
 
-def test_predict_and_eval_accept_a_reference_student(
-    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "engine"))
-    from engine_helpers import make_folder_dataset, tiny_config
-
-    from ladseg.engine.config import save_config
-
+def test_predict_and_eval_accept_a_reference_student(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = make_folder_dataset(tmp_path / "data", n_train=1, n_val=1)
     torch.save(_reference(num_classes=3), tmp_path / "student.pth")
     torch.save(_reference(num_classes=3, dead=False), tmp_path / "teacher.pth")

@@ -1,4 +1,5 @@
-"""Helpers for the reliability tests: a tiny folder dataset, YAML configs, CLI runs, checkpoints."""
+"""Helpers for the reliability tests: YAML configs, CLI runs, checkpoints, odd image files
+(the tiny folder dataset is ``tests/tiny_data.py``'s, the ``tiny_root`` fixture)."""
 
 from __future__ import annotations
 
@@ -15,32 +16,7 @@ from PIL import Image
 from ladseg.engine.checkpoint import save_checkpoint
 from ladseg.models import build_model
 
-CLASSES = ("background", "red", "blue")
-COLORS = np.array([[20, 20, 20], [220, 40, 40], [40, 40, 220]], dtype=np.uint8)
 REPO = Path(__file__).resolve().parents[2]
-
-
-def make_dataset(root: Path, n_train: int = 4, n_val: int = 2, size: int = 32, seed: int = 0) -> Path:
-    """A 3-class 'folder' dataset: rectangles of class 1 and 2 on class 0, a 255 top row."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
-    for split, n in (("train", n_train), ("val", n_val)):
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        (root / "masks" / split).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            mask = np.zeros((size, size), dtype=np.uint8)
-            for cls in (1, 2):
-                y, x = rng.integers(0, size // 2, 2)
-                h, w = rng.integers(size // 4, size // 2, 2)
-                mask[y : y + h, x : x + w] = cls
-            image = COLORS[mask].astype(np.int16) + rng.integers(-20, 20, (size, size, 3))
-            mask[0, :] = 255
-            Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(
-                root / "images" / split / f"{i:03d}.png"
-            )
-            Image.fromarray(mask).save(root / "masks" / split / f"{i:03d}.png")
-    return root
 
 
 def config_dict(root: Path, work_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:

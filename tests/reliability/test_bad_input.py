@@ -36,21 +36,21 @@ def train_error(cfg: Path, capsys: pytest.CaptureFixture, *overrides: str) -> st
     ],
 )
 def test_missing_or_misnamed_dataset_folder(
-    breakage: str, expected: list[str], data_root: Path, tmp_path: Path, capsys
+    breakage: str, expected: list[str], tiny_root: Path, tmp_path: Path, capsys
 ) -> None:
-    root = data_root
+    root = tiny_root
     if breakage == "no_root":
         root = tmp_path / "nowhere"
     elif breakage == "images_renamed":
-        (data_root / "images").rename(data_root / "image")
-        (data_root / "image" / "train").mkdir(parents=True, exist_ok=True)
+        (tiny_root / "images").rename(tiny_root / "image")
+        (tiny_root / "image" / "train").mkdir(parents=True, exist_ok=True)
     elif breakage == "split_renamed":
-        (data_root / "images" / "train").rename(data_root / "images" / "training")
+        (tiny_root / "images" / "train").rename(tiny_root / "images" / "training")
     elif breakage == "masks_renamed":
-        (data_root / "masks").rename(data_root / "labels")
+        (tiny_root / "masks").rename(tiny_root / "labels")
     elif breakage == "empty_split":
-        shutil.rmtree(data_root / "images" / "train")
-        (data_root / "images" / "train").mkdir()
+        shutil.rmtree(tiny_root / "images" / "train")
+        (tiny_root / "images" / "train").mkdir()
     cfg = write_config(tmp_path / "c.yaml", root, tmp_path / "run")
     message = train_error(cfg, capsys)
     for pattern in expected:
@@ -83,14 +83,14 @@ def _bad_ids(path: Path) -> None:
     ids=["truncated-image", "mask-size", "label-ids"],
 )
 def test_bad_file_met_during_a_run_keeps_its_checkpoint(
-    where: str, damage, expected: str, data_root: Path, tmp_path: Path, capsys
+    where: str, damage, expected: str, tiny_root: Path, tmp_path: Path, capsys
 ) -> None:
     """A bad validation file stops the run at iteration 3 with one line (also from a loader
     worker, whose traceback PyTorch would otherwise paste into the message); the checkpoint of
     iteration 3, written before that validation, stays loadable."""
-    damage(data_root / where / "val" / "001.png")
+    damage(tiny_root / where / "val" / "001.png")
     workers = 1 if damage is _truncate else 0  # one case through a worker process (slow to start)
-    cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run",
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run",
                        data={"num_workers": workers}, train={"iters": 4, "val_interval": 3})  # fmt: skip
     message = train_error(cfg, capsys)
     assert re.search(expected, message), message
@@ -112,21 +112,21 @@ def test_bad_file_met_during_a_run_keeps_its_checkpoint(
     ],
 )
 def test_config_errors_name_the_key_and_the_expectation(
-    override: str, expected: str, data_root: Path, tmp_path: Path, capsys
+    override: str, expected: str, tiny_root: Path, tmp_path: Path, capsys
 ) -> None:
-    cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run")
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run")
     assert expected in train_error(cfg, capsys, override)
     assert not (tmp_path / "run").exists()
 
 
-def test_debug_flag_shows_the_traceback(data_root: Path, tmp_path: Path) -> None:
-    cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run")
+def test_debug_flag_shows_the_traceback(tiny_root: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run")
     with pytest.raises(ConfigError, match="data.batchsize"):
         main(["--debug", "train", str(cfg), "data.batchsize=2"])
 
 
-def test_a_real_process_exits_2_with_one_stderr_line(data_root: Path, tmp_path: Path) -> None:
-    cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run")
+def test_a_real_process_exits_2_with_one_stderr_line(tiny_root: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run")
     proc = run_cli(["train", str(cfg), "train.iters=abc"], cwd=tmp_path)
     assert proc.returncode == 2
     assert error_lines(proc.stderr) == [

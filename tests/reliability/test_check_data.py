@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from reliability_helpers import CLASSES, write_config
+from reliability_helpers import write_config
+from tiny_data import CLASSES
 
 from ladseg.cli import main
 from ladseg.data import build_dataset
@@ -24,15 +25,15 @@ def expected_pixels(root: Path, splits: tuple[str, ...]) -> tuple[list[int], int
     return counts[: len(CLASSES)].tolist(), int(counts[255])
 
 
-def test_clean_dataset_exits_0_with_a_frequency_table(data_root: Path, tmp_path: Path, capsys) -> None:
-    cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run")
+def test_clean_dataset_exits_0_with_a_frequency_table(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run")
     assert main(["check-data", str(cfg)]) == 0
     captured = capsys.readouterr()
     assert "no bad files in 6 items" in captured.err
     out = captured.out
     assert "folder/train" in out and "folder/val" in out and "0 bad files" in out
     assert "label ids found on disk: 0 (background), 1 (red), 2 (blue), 255 (ignore)" in out
-    pixels, ignore = expected_pixels(data_root, ("train",))
+    pixels, ignore = expected_pixels(tiny_root, ("train",))
     train_table = out.split("folder/val")[0]
     for k, name in enumerate(CLASSES):
         share = 100 * pixels[k] / sum(pixels)
@@ -60,9 +61,9 @@ def damage(root: Path) -> dict[str, str]:
     }
 
 
-def test_every_bad_file_is_collected_and_exit_is_1(data_root: Path, tmp_path: Path, capsys) -> None:
-    bad = damage(data_root)
-    cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run")
+def test_every_bad_file_is_collected_and_exit_is_1(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    bad = damage(tiny_root)
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run")
     report_file = tmp_path / "report.json"
     assert main(["check-data", str(cfg), "--json", str(report_file)]) == 1
     assert "4 bad files in 6 items" in capsys.readouterr().err
@@ -80,21 +81,21 @@ def test_every_bad_file_is_collected_and_exit_is_1(data_root: Path, tmp_path: Pa
     assert "7 (INVALID), 254 (INVALID), 255 (ignore)" in out
 
 
-def test_json_on_stdout_matches_the_files(data_root: Path, tmp_path: Path, capsys) -> None:
-    cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run")
+def test_json_on_stdout_matches_the_files(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run")
     assert main(["check-data", str(cfg), "--split", "train", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     (split,) = report["splits"]
-    pixels, ignore = expected_pixels(data_root, ("train",))
+    pixels, ignore = expected_pixels(tiny_root, ("train",))
     assert [c["pixels"] for c in split["classes"]] == pixels and split["ignore_pixels"] == ignore
     assert [c["name"] for c in split["classes"]] == list(CLASSES)
     assert sum(c["share"] for c in split["classes"]) == pytest.approx(1.0)
     assert all(c["images"] <= split["items"] == 4 for c in split["classes"])
 
 
-def test_threaded_scan_equals_serial_scan(data_root: Path) -> None:
-    damage(data_root)
-    dataset = build_dataset("folder", data_root, "train")
+def test_threaded_scan_equals_serial_scan(tiny_root: Path) -> None:
+    damage(tiny_root)
+    dataset = build_dataset("folder", tiny_root, "train")
     serial = scan_dataset(dataset, workers=0, progress=False)
     threaded = scan_dataset(dataset, workers=2, progress=False)
     assert serial.to_dict() == threaded.to_dict() and len(serial.bad) == 2

@@ -16,11 +16,11 @@ from ladseg.data.base import collect_missing_files
 from ladseg.data.datasets import VOCDataset
 
 
-def test_a_missing_label_is_listed_with_every_other_bad_file(data_root: Path, tmp_path: Path, capsys) -> None:
-    (data_root / "masks" / "train" / "001.png").unlink()
-    (data_root / "masks" / "train" / "003.png").unlink()
-    Image.fromarray(np.zeros((30, 32), dtype=np.uint8)).save(data_root / "masks" / "train" / "002.png")
-    cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run")
+def test_a_missing_label_is_listed_with_every_other_bad_file(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    (tiny_root / "masks" / "train" / "001.png").unlink()
+    (tiny_root / "masks" / "train" / "003.png").unlink()
+    Image.fromarray(np.zeros((30, 32), dtype=np.uint8)).save(tiny_root / "masks" / "train" / "002.png")
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run")
     assert main(["check-data", str(cfg), "--split", "train", "--json", str(tmp_path / "r.json")]) == 1
     assert "3 bad files in 2 items" in capsys.readouterr().err
     (split,) = json.loads((tmp_path / "r.json").read_text())["splits"]
@@ -29,23 +29,23 @@ def test_a_missing_label_is_listed_with_every_other_bad_file(data_root: Path, tm
     assert split["items"] == 2  # the two complete pairs were scanned
     assert main(["check-data", str(cfg), "--split", "train"]) == 1
     out = capsys.readouterr().out
-    assert f"[missing] missing label of image {data_root / 'images' / 'train' / '001.png'}: " in out
+    assert f"[missing] missing label of image {tiny_root / 'images' / 'train' / '001.png'}: " in out
 
 
-def test_training_still_stops_at_a_missing_label(data_root: Path, tmp_path: Path, capsys) -> None:
-    (data_root / "masks" / "train" / "001.png").unlink()
-    cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run")
+def test_training_still_stops_at_a_missing_label(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    (tiny_root / "masks" / "train" / "001.png").unlink()
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run")
     message = cli_error(["train", str(cfg)], capsys)
-    assert message.startswith(f"missing label of image {data_root / 'images' / 'train' / '001.png'}: ")
+    assert message.startswith(f"missing label of image {tiny_root / 'images' / 'train' / '001.png'}: ")
 
 
-def test_an_empty_split_keeps_the_report_of_the_other(data_root: Path, tmp_path: Path, capsys) -> None:
-    shutil.rmtree(data_root / "images" / "val")
-    (data_root / "images" / "val").mkdir()
-    cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run")
+def test_an_empty_split_keeps_the_report_of_the_other(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    shutil.rmtree(tiny_root / "images" / "val")
+    (tiny_root / "images" / "val").mkdir()
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run")
     assert main(["check-data", str(cfg), "--json", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err
-    assert f"ladseg check-data: error: split 'val' of {data_root} is empty" in err
+    assert f"ladseg check-data: error: split 'val' of {tiny_root} is empty" in err
     assert "Traceback" not in err
     report = json.loads((tmp_path / "r.json").read_text())
     assert [s["split"] for s in report["splits"]] == ["train"] and report["splits"][0]["items"] == 4
@@ -69,12 +69,12 @@ def test_list_datasets_collect_missing_images_and_labels(tmp_path: Path) -> None
     assert sorted(p.name for p, _ in missing) == ["b.jpg", "b.png", "c.png"]
 
 
-def test_a_split_whose_every_label_is_missing_lists_them(data_root: Path, tmp_path: Path, capsys) -> None:
-    for mask in (data_root / "masks" / "val").glob("*.png"):
+def test_a_split_whose_every_label_is_missing_lists_them(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    for mask in (tiny_root / "masks" / "val").glob("*.png"):
         mask.unlink()
-    cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run")
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run")
     assert main(["check-data", str(cfg)]) == 2
     captured = capsys.readouterr()
     assert "folder/train" in captured.out and "folder/val: missing files (2):" in captured.out
-    assert f"[missing] missing label of image {data_root / 'images' / 'val' / '001.png'}" in captured.out
+    assert f"[missing] missing label of image {tiny_root / 'images' / 'val' / '001.png'}" in captured.out
     assert "2 bad files in 4 items" in captured.err and "split 'val' of" in captured.err

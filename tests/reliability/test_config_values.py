@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from reliability_helpers import cli_error, save_model_checkpoint, write_config
 
-from ladseg.engine.builders import check_method_section
 from ladseg.engine.config import config_from_dict
 
 
@@ -90,10 +89,10 @@ def test_a_wrong_method_value_names_its_key_before_any_data_is_read(
 def test_method_values_are_converted_like_the_rest_of_the_config() -> None:
     cfg = config_from_dict({"method": {"name": "lad_teacher", "consistency_weight": "3e-3", "tau": 2,
                                        "encoder": {"noise": 0, "scale": "imagenet"}}})  # fmt: skip
-    check_method_section(cfg)
-    assert cfg.method == {"name": "lad_teacher", "consistency_weight": 0.003, "tau": 2.0,
-                          "encoder": {"noise": 0.0, "scale": "imagenet"}}  # fmt: skip
-    assert isinstance(cfg.method["tau"], float)
+    m = cfg.method  # typed when the config is read
+    assert (m.name, m.consistency_weight, m.tau, m.encoder.noise, m.encoder.scale) == (
+        "lad_teacher", 0.003, 2.0, 0.0, "imagenet")  # fmt: skip
+    assert isinstance(m.tau, float)
 
 
 def test_eval_checks_the_method_section_before_reading_the_checkpoint(tmp_path: Path, capsys) -> None:

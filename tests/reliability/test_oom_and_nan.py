@@ -32,10 +32,10 @@ def raiser(error):
 
 @pytest.mark.parametrize("kind", sorted(OOM_ERRORS))
 def test_out_of_memory_in_training_hints_at_batch_and_crop(
-    kind: str, data_root: Path, tmp_path: Path, capsys, monkeypatch
+    kind: str, tiny_root: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
     monkeypatch.setattr(Trainer, "train_step", raiser(OOM_ERRORS[kind]()))
-    cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run")
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run")
     assert main(["train", str(cfg), "data.crop_size=[64,64]"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -46,11 +46,11 @@ def test_out_of_memory_in_training_hints_at_batch_and_crop(
 
 
 def test_out_of_memory_in_eval_hints_at_batch_and_window(
-    data_root: Path, tmp_path: Path, capsys, monkeypatch
+    tiny_root: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
     ckpt = save_model_checkpoint(tmp_path / "m.pth")
     monkeypatch.setattr(ladseg.engine.evaluation, "evaluate", raiser(OOM_ERRORS["cuda"]()))
-    cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run")
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run")
     assert main(["eval", str(cfg), "--checkpoint", str(ckpt)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -58,15 +58,15 @@ def test_out_of_memory_in_eval_hints_at_batch_and_window(
     assert "eval.batch_size=1" in err and "--mode slide --crop-size H W" in err and "data.crop_size" in err
 
 
-def test_other_runtime_errors_are_not_disguised(data_root: Path, tmp_path: Path, monkeypatch) -> None:
+def test_other_runtime_errors_are_not_disguised(tiny_root: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(Trainer, "train_step", raiser(RuntimeError("a real bug")))
-    cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run")
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run")
     with pytest.raises(RuntimeError, match="a real bug"):
         main(["train", str(cfg)])
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
-    data_root: Path, tmp_path: Path, capsys, monkeypatch
+    tiny_root: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
     """Iteration 5's loss is NaN: the run stops naming it and its terms; last.pth is iteration 4's."""
     method_cls = METHODS.get("supervised")
@@ -82,7 +82,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
 
     monkeypatch.setattr(method_cls, "forward", poisoned)
     run = tmp_path / "run"
-    cfg = write_config(tmp_path / "c.yaml", data_root, run,
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, run,
                        train={"iters": 8, "checkpoint_interval": 2, "log_interval": 2})  # fmt: skip
     assert main(["train", str(cfg)]) == 2
     err = capsys.readouterr().err

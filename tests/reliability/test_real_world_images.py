@@ -28,13 +28,13 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     assert rgb[:, 14:].mean() > 240 and rgb[:, :10].mean() < 15
 
 
-def test_a_phone_photo_pairs_with_a_mask_drawn_on_the_displayed_image(data_root: Path) -> None:
-    (data_root / "images" / "train" / "000.png").unlink()
-    write_rotated_photo(data_root / "images" / "train" / "000.jpg", portrait_stored_sideways())
+def test_a_phone_photo_pairs_with_a_mask_drawn_on_the_displayed_image(tiny_root: Path) -> None:
+    (tiny_root / "images" / "train" / "000.png").unlink()
+    write_rotated_photo(tiny_root / "images" / "train" / "000.jpg", portrait_stored_sideways())
     mask = np.zeros((48, 24), dtype=np.uint8)
     mask[:, 12:] = 1  # the white half, as the labelling tool showed it
-    Image.fromarray(mask).save(data_root / "masks" / "train" / "000.png")
-    item = build_dataset("folder", data_root, "train")[0]
+    Image.fromarray(mask).save(tiny_root / "masks" / "train" / "000.png")
+    item = build_dataset("folder", tiny_root, "train")[0]
     assert item["image"].shape == (48, 24, 3)
     white = item["image"].mean(axis=2) > 128
     assert (white == (item["mask"] == 1)).mean() > 0.95
@@ -92,10 +92,10 @@ def test_a_too_large_image_says_how_to_allow_it(tmp_path: Path, pixel_limit) -> 
 
 
 def test_too_large_image_in_training_is_one_line(
-    data_root: Path, tmp_path: Path, capsys, pixel_limit
+    tiny_root: Path, tmp_path: Path, capsys, pixel_limit
 ) -> None:
     pixel_limit(env="400")  # the 32 x 32 images of the tiny dataset are over twice that
-    cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run")
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run")
     message = cli_error(["train", str(cfg)], capsys)
     assert (
         "is too large to read safely" in message and f"{PIXEL_LIMIT_ENV}=<pixels> (0 = no limit)" in message

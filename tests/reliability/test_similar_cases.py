@@ -42,8 +42,8 @@ def test_infinite_sizes_are_refused(override: str, key: str, tmp_path: Path, cap
     assert cli_error(["train", str(cfg), override], capsys).startswith(f"config key '{key}': expected")
 
 
-def test_json_over_an_input_of_the_command_is_refused(data_root: Path, tmp_path: Path, capsys) -> None:
-    cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run")
+def test_json_over_an_input_of_the_command_is_refused(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run")
     ckpt = save_model_checkpoint(tmp_path / "m.pth")
     before = ckpt.read_bytes()
     message = cli_error(["eval", str(cfg), "--checkpoint", str(ckpt), "--json", str(ckpt)], capsys)

@@ -78,8 +78,8 @@ def test_predict_on_a_full_disk_stops_with_the_file(predict_args: list[str], tmp
     assert not (tmp_path / "out" / "a.png").exists()  # no half-written mask left behind
 
 
-def test_eval_json_on_a_full_disk_and_in_the_wrong_place(data_root: Path, tmp_path: Path, capsys) -> None:
-    cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run")
+def test_eval_json_on_a_full_disk_and_in_the_wrong_place(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run")
     ckpt = save_model_checkpoint(tmp_path / "m.pth")
     argv = ["eval", str(cfg), "--checkpoint", str(ckpt), "--json"]
     if Path("/dev/full").exists():  # a real full disk: every write fails with ENOSPC
@@ -95,9 +95,9 @@ def test_eval_json_on_a_full_disk_and_in_the_wrong_place(data_root: Path, tmp_pa
 
 
 def test_check_data_json_in_a_read_only_folder(
-    data_root: Path, tmp_path: Path, unwritable: Path, capsys
+    tiny_root: Path, tmp_path: Path, unwritable: Path, capsys
 ) -> None:
-    cfg = write_config(tmp_path / "c.yaml", data_root, tmp_path / "run")
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run")
     message = cli_error(["check-data", str(cfg), "--json", str(unwritable / "report.json")], capsys)
     assert message.startswith(
         f"--json {unwritable / 'report.json'}: its folder {unwritable}: cannot write there"
@@ -108,7 +108,7 @@ def test_check_data_json_in_a_read_only_folder(
 
 
 def test_train_work_dir_that_cannot_be_a_folder(
-    data_root: Path, tmp_path: Path, unwritable: Path, capsys
+    tiny_root: Path, tmp_path: Path, unwritable: Path, capsys
 ) -> None:
     (tmp_path / "taken").write_text("x")
     for work_dir, expected in [
@@ -117,12 +117,12 @@ def test_train_work_dir_that_cannot_be_a_folder(
                                      f"({tmp_path / 'taken'} is a file)"),
         (unwritable / "run", f"run.work_dir {unwritable / 'run'}: cannot write in {unwritable}: "),
     ]:  # fmt: skip
-        cfg = write_config(tmp_path / "c.yaml", data_root, work_dir)
+        cfg = write_config(tmp_path / "c.yaml", tiny_root, work_dir)
         assert cli_error(["train", str(cfg)], capsys).startswith(expected)
 
 
 def test_a_full_disk_in_training_keeps_the_last_good_checkpoint(
-    data_root: Path, tmp_path: Path, capsys, monkeypatch
+    tiny_root: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
     """The second checkpoint write fails half-way (ENOSPC): one line naming last.pth, and the
     checkpoint of iteration 1 stays complete and loadable, with no temporary file left."""
@@ -137,7 +137,7 @@ def test_a_full_disk_in_training_keeps_the_last_good_checkpoint(
 
     monkeypatch.setattr(torch, "save", fills_up)
     run = tmp_path / "run"
-    cfg = write_config(tmp_path / "c.yaml", data_root, run, train={"iters": 3, "checkpoint_interval": 1})
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, run, train={"iters": 3, "checkpoint_interval": 1})
     message = cli_error(["train", str(cfg)], capsys)
     monkeypatch.undo()
     assert message.startswith(f"{run / 'last.pth'}: No space left on device (the disk is full")

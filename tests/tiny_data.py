@@ -1,4 +1,4 @@
-"""Tiny helpers for the engine tests: a 3-class 'folder' dataset of 32x32 images and a config."""
+"""Shared test data: a tiny 3-class 'folder' dataset on disk and a config that trains on it."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ from PIL import Image
 
 from ladseg.engine.config import Config, config_from_dict
 
+CLASSES = ("background", "red", "blue")
 COLORS = np.array([[20, 20, 20], [220, 40, 40], [40, 40, 220]], dtype=np.uint8)
 
 
 def make_folder_dataset(root: Path, n_train: int = 4, n_val: int = 2, size: int = 32, seed: int = 0) -> Path:
-    """Rectangles of class 1 and 2 over class 0, colour = class (+ noise); a 255 border band."""
+    """Rectangles of class 1 and 2 over class 0, colour = class (+ noise); a 255 top row."""
     rng = np.random.default_rng(seed)
-    (root / "classes.txt").parent.mkdir(parents=True, exist_ok=True)
-    (root / "classes.txt").write_text("background\nred\nblue\n")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
     for split, n in (("train", n_train), ("val", n_val)):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "masks" / split).mkdir(parents=True, exist_ok=True)

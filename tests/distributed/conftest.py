@@ -1,6 +1,0 @@
-"""Distributed tests reuse the engine tests' tiny folder dataset."""
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
