@@ -52,7 +52,6 @@ def test_one_training_step_tiny(method: str) -> None:
     _step(method, tiny_segmentor(8, 5, stride2=2), tiny_segmentor(12, 5, stride2=1))
 
 
-@pytest.mark.slow
 def test_one_training_step_resnet18_models() -> None:
     teacher = build_model("deeplabv3", "resnet18", num_classes=5, in_channels=3, aux=True, output_stride=16)
     student = build_model("fcn", "resnet18", num_classes=5, in_channels=3, aux=True, output_stride=32)
