@@ -1,14 +1,16 @@
 """Segmentation models: backbone / decode head / auxiliary head joined by ``Segmentor``."""
 
-from ladseg.models.backbones import BACKBONES
+from ladseg.models.backbones import BACKBONES, Backbone
 from ladseg.models.builder import MODELS, build_model, list_models
-from ladseg.models.heads import HEADS
+from ladseg.models.heads import HEADS, DecodeHead
 from ladseg.models.segmentor import Segmentor, SegOutput, resize_logits
 
 __all__ = [
     "BACKBONES",
     "HEADS",
     "MODELS",
+    "Backbone",
+    "DecodeHead",
     "SegOutput",
     "Segmentor",
     "build_model",

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ladseg.errors import CheckpointError, LadsegError
-from ladseg.models.backbones import BACKBONES
+from ladseg.models.backbones.base import BACKBONES, Backbone
 from ladseg.models.weights import load_pretrained, read_weights_file
 
 BN_EPS = 1e-3  # the TF batch-norm epsilon the weights were trained with
@@ -95,7 +95,7 @@ def read_lite0_weights(pretrained: str | Path) -> dict[str, Tensor]:
 
 
 @BACKBONES.register("efficientnet_lite0")
-class EfficientNetLite0(nn.Module):
+class EfficientNetLite0(Backbone):
     """EfficientNet-Lite0 trunk returning [c2 (24, /4), c3 (40, /8), c4 (112, /16), c5 (320, /32)]."""
 
     def __init__(

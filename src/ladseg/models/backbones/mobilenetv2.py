@@ -15,7 +15,7 @@ from torchvision.models import mobilenet_v2
 from torchvision.models.mobilenetv2 import InvertedResidual
 
 from ladseg.errors import LadsegError
-from ladseg.models.backbones import BACKBONES
+from ladseg.models.backbones.base import BACKBONES, Backbone
 from ladseg.models.weights import load_pretrained, read_weights_file
 
 # features[a:b] of each returned map: 24 ch @ /4, 32 @ /8, 96 @ /16, 320 @ /32
@@ -32,7 +32,7 @@ def _depthwise_conv(block: InvertedResidual) -> nn.Conv2d:
 
 
 @BACKBONES.register("mobilenetv2")
-class MobileNetV2(nn.Module):
+class MobileNetV2(Backbone):
     """MobileNetV2 trunk returning [c1 (24, /4), c2 (32, /8), c3 (96, /16), c4 (320, /32)] at OS 32."""
 
     def __init__(

@@ -15,7 +15,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from ladseg.errors import CheckpointError, ConfigError
-from ladseg.models.backbones import BACKBONES
+from ladseg.models.backbones.base import BACKBONES, Backbone
 from ladseg.models.layers import init_weights
 from ladseg.models.weights import load_pretrained, read_weights_file
 
@@ -93,7 +93,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-class ResNet(nn.Module):
+class ResNet(Backbone):
     """Dilated ResNet returning ``[c1, c2, c3, c4]``; no classifier."""
 
     def __init__(

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ladseg.errors import LadsegError
-from ladseg.models.backbones import BACKBONES
+from ladseg.models.backbones.base import BACKBONES, Backbone
 from ladseg.models.layers import init_weights
 from ladseg.models.weights import load_pretrained, read_weights_file
 
@@ -70,7 +70,7 @@ class STDCModule(nn.Module):
         return torch.cat(outs, dim=1)
 
 
-class STDCNet(nn.Module):
+class STDCNet(Backbone):
     """STDC trunk returning [feat4 (64, /4), feat8 (256, /8), feat16 (512, /16), feat32 (1024, /32)]."""
 
     def __init__(

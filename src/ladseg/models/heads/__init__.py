@@ -1,15 +1,10 @@
 """Decode heads: ``head(feats: list[Tensor]) -> SegOutput`` (logits + features).
 
-Contract of a decode head module:
-    __init__(in_channels: Sequence[int], num_classes: int, channels: int | None = None, ...)
-    num_classes: int
-    forward(feats) -> SegOutput      # reads the stage(s) it needs, e.g. feats[-1]
+The registry and the base class live in :mod:`ladseg.models.heads.base`; importing this package
+imports every head module below, which registers its head.
 """
 
-from ladseg.registry import Registry
+from ladseg.models.heads import aspp, fcn, ocr, psp, stdc_head  # noqa: F401  (register the heads)
+from ladseg.models.heads.base import HEADS, DecodeHead
 
-HEADS: Registry = Registry("head")
-
-from ladseg.models.heads import aspp, fcn, ocr, psp, stdc_head  # noqa: E402,F401
-
-__all__ = ["HEADS"]
+__all__ = ["HEADS", "DecodeHead"]

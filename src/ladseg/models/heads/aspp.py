@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ladseg.models.heads import HEADS
-from ladseg.models.layers import ConvBNReLU, init_weights
+from ladseg.models.heads.base import HEADS, DecodeHead
+from ladseg.models.layers import ConvBNReLU
 from ladseg.models.segmentor import ALIGN_CORNERS, SegOutput
 
 _RATES_OS8 = (12, 24, 36)
@@ -50,7 +50,7 @@ def default_channels(c4: int) -> int:
 
 
 @HEADS.register("aspp")
-class ASPPHead(nn.Module):
+class ASPPHead(DecodeHead):
     """DeepLabV3 decode head on ``feats[-1]``."""
 
     def __init__(
@@ -63,20 +63,17 @@ class ASPPHead(nn.Module):
         rates: Sequence[int] | None = None,
         output_stride: int = 8,
     ) -> None:
-        super().__init__()
         c4 = int(in_channels[-1])
         channels = channels or default_channels(c4)
         if rates is None:  # the rates are set for OS8; a coarser map gets proportionally smaller ones
             rates = tuple(max(1, r * 8 // output_stride) for r in _RATES_OS8)
-        self.num_classes = num_classes
-        self.channels = channels
+        super().__init__(num_classes, channels)
         self.rates = tuple(rates)
         self.aspp = ASPP(c4, channels, self.rates, aspp_dropout)
         self.bottleneck = ConvBNReLU(channels, channels, 3)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Conv2d(channels, num_classes, 1)
-        init_weights(self)
+        self.add_classifier(dropout)
+        self.init_weights()
 
     def forward(self, feats: Sequence[Tensor]) -> SegOutput:
         feat = self.bottleneck(self.aspp(feats[-1]))
-        return SegOutput(logits=self.classifier(self.dropout(feat)), features=feat)
+        return SegOutput(logits=self.classify(feat), features=feat)

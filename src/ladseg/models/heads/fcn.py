@@ -8,27 +8,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from ladseg.models.heads import HEADS
-from ladseg.models.layers import ConvBNReLU, init_weights
+from ladseg.models.heads.base import HEADS, DecodeHead
+from ladseg.models.layers import ConvBNReLU
 from ladseg.models.segmentor import SegOutput
 
 
-class _FCNBlock(nn.Module):
+class _FCNBlock(DecodeHead):
+    """3x3 ConvBNReLU bottleneck (to ``in_channels / 4`` by default), then the shared classifier."""
+
     def __init__(self, in_channels: int, num_classes: int, channels: int | None, dropout: float) -> None:
-        super().__init__()
-        channels = channels or max(1, in_channels // 4)
-        self.num_classes = num_classes
-        self.channels = channels
-        self.bottleneck = ConvBNReLU(in_channels, channels, 3)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Conv2d(channels, num_classes, 1)
-        init_weights(self)
+        super().__init__(num_classes, channels or max(1, in_channels // 4))
+        self.bottleneck = ConvBNReLU(in_channels, self.channels, 3)
+        self.add_classifier(dropout)
+        self.init_weights()
 
     def _run(self, x: Tensor) -> tuple[Tensor, Tensor]:
         feat = self.bottleneck(x)
-        return self.classifier(self.dropout(feat)), feat
+        return self.classify(feat), feat
 
 
 @HEADS.register("fcn")

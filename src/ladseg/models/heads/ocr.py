@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ladseg.models.heads import HEADS
-from ladseg.models.layers import ConvBNReLU, init_weights
+from ladseg.models.heads.base import HEADS, DecodeHead
+from ladseg.models.layers import ConvBNReLU
 from ladseg.models.segmentor import SegOutput, resize_logits
 
 
@@ -51,7 +51,7 @@ class ObjectAttention(nn.Module):
 
 
 @HEADS.register("ocr")
-class OCRHead(nn.Module):
+class OCRHead(DecodeHead):
     """OCR decode head on ``feats[-1]`` with the soft object regions from ``feats[region_index]``."""
 
     def __init__(
@@ -63,12 +63,10 @@ class OCRHead(nn.Module):
         region_index: int = -2,
         key_channels: int | None = None,
     ) -> None:
-        super().__init__()
         c4, c_region = int(in_channels[-1]), int(in_channels[region_index])
         channels = channels or (512 if c4 >= 1024 else 256)
         key_channels = key_channels or channels // 2
-        self.num_classes = num_classes
-        self.channels = channels
+        super().__init__(num_classes, channels)
         self.region_index = region_index
         # soft object regions: an FCN on the region stage (the auxiliary output)
         self.region_head = nn.Sequential(
@@ -77,9 +75,8 @@ class OCRHead(nn.Module):
         self.bottleneck = ConvBNReLU(c4, channels, 3)
         self.attention = ObjectAttention(channels, key_channels)
         self.fuse = ConvBNReLU(2 * channels, channels)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Conv2d(channels, num_classes, 1)
-        init_weights(self)
+        self.add_classifier(dropout)
+        self.init_weights()
 
     def forward(self, feats: Sequence[Tensor]) -> SegOutput:
         region_logits = self.region_head(feats[self.region_index])
@@ -87,5 +84,5 @@ class OCRHead(nn.Module):
         regions = spatial_gather(pixels, resize_logits(region_logits, pixels.shape[-2:]))
         context = self.attention(pixels, regions)
         fused = self.fuse(torch.cat([context, pixels], dim=1))
-        logits = self.classifier(self.dropout(fused))
+        logits = self.classify(fused)
         return SegOutput(logits=logits, features=fused, aux_logits=region_logits if self.training else None)

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ladseg.models.heads import HEADS
-from ladseg.models.layers import ConvBNReLU, init_weights
+from ladseg.models.heads.base import HEADS, DecodeHead
+from ladseg.models.layers import ConvBNReLU
 from ladseg.models.segmentor import ALIGN_CORNERS, SegOutput
 
 
@@ -40,7 +40,7 @@ class PyramidPooling(nn.Module):
 
 
 @HEADS.register("psp")
-class PSPHead(nn.Module):
+class PSPHead(DecodeHead):
     """Pyramid pooling head on ``feats[-1]``; ``channels`` defaults to c4/4 (128 for R18, 512 for R101)."""
 
     def __init__(
@@ -51,17 +51,13 @@ class PSPHead(nn.Module):
         dropout: float = 0.1,
         bins: Sequence[int] = (1, 2, 3, 6),
     ) -> None:
-        super().__init__()
         c4 = int(in_channels[-1])
-        channels = channels or max(1, c4 // 4)
-        self.num_classes = num_classes
-        self.channels = channels
+        super().__init__(num_classes, channels or max(1, c4 // 4))
         self.psp = PyramidPooling(c4, bins)
-        self.bottleneck = ConvBNReLU(self.psp.out_channels, channels, 3)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Conv2d(channels, num_classes, 1)
-        init_weights(self)
+        self.bottleneck = ConvBNReLU(self.psp.out_channels, self.channels, 3)
+        self.add_classifier(dropout)
+        self.init_weights()
 
     def forward(self, feats: Sequence[Tensor]) -> SegOutput:
         feat = self.bottleneck(self.psp(feats[-1]))
-        return SegOutput(logits=self.classifier(self.dropout(feat)), features=feat)
+        return SegOutput(logits=self.classify(feat), features=feat)

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ladseg.errors import LadsegError
-from ladseg.models.heads import HEADS
-from ladseg.models.layers import ConvBNReLU, init_weights
+from ladseg.models.heads.base import HEADS, DecodeHead
+from ladseg.models.layers import ConvBNReLU
 from ladseg.models.segmentor import SegOutput, resize_logits
 
 CONTEXT_CHANNELS = 128
@@ -70,7 +70,7 @@ def _up(x: Tensor, like: Tensor) -> Tensor:
 
 
 @HEADS.register("stdc_head")
-class STDCHead(nn.Module):
+class STDCHead(DecodeHead):
     """Reads feats[-3] (1/8 spatial), feats[-2] (1/16), feats[-1] (1/32); logits at 1/8."""
 
     def __init__(
@@ -82,15 +82,13 @@ class STDCHead(nn.Module):
         detail: bool = False,
         aux_channels: int = 64,
     ) -> None:
-        super().__init__()
         if len(in_channels) < 3:
             raise LadsegError(
                 f"stdc_head needs the 1/8, 1/16 and 1/32 features (3 stages), got {len(in_channels)}"
             )
         c8, c16, c32 = (int(c) for c in in_channels[-3:])
         channels = channels or 256
-        self.num_classes = num_classes
-        self.channels = channels
+        super().__init__(num_classes, channels)
         self.detail = detail
         self.global_context = ConvBNReLU(c32, CONTEXT_CHANNELS, 1)
         self.arm32 = AttentionRefinement(c32, CONTEXT_CHANNELS)
@@ -99,13 +97,12 @@ class STDCHead(nn.Module):
         self.refine16 = ConvBNReLU(CONTEXT_CHANNELS, CONTEXT_CHANNELS, 3)
         self.ffm = FeatureFusion(c8 + CONTEXT_CHANNELS, channels)
         self.seg = ConvBNReLU(channels, channels, 3)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Conv2d(channels, num_classes, 1)
+        self.add_classifier(dropout)
         # auxiliary outputs on the context at 1/8 (from the 1/16 ARM) and at 1/16 (from the 1/32 ARM)
         self.aux8 = OutputHead(CONTEXT_CHANNELS, aux_channels, num_classes, dropout)
         self.aux16 = OutputHead(CONTEXT_CHANNELS, aux_channels, num_classes, dropout)
         self.detail_head = OutputHead(c8, aux_channels, 1) if detail else None
-        init_weights(self)
+        self.init_weights()
 
     def forward(self, feats: Sequence[Tensor]) -> SegOutput:
         f8, f16, f32 = feats[-3], feats[-2], feats[-1]
@@ -113,7 +110,7 @@ class STDCHead(nn.Module):
         ctx16 = self.refine32(_up(self.arm32(f32) + context, f16))  # 1/32 context at 1/16
         ctx8 = self.refine16(_up(self.arm16(f16) + ctx16, f8))  # 1/16 context at 1/8
         fused = self.ffm(f8, ctx8)
-        logits = self.classifier(self.dropout(self.seg(fused)))
+        logits = self.classify(self.seg(fused))
         out = SegOutput(logits=logits, features=fused)
         if self.training:
             out.aux_logits = self.aux8(ctx8)
