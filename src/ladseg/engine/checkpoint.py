@@ -172,6 +172,20 @@ def check_model_spec(model: nn.Module, spec: dict[str, Any] | None, source: str 
             raise CheckpointError(f"{source} was saved for another model: " + "; ".join(diff))
 
 
+COMPILED_PREFIX = "_orig_mod."
+
+
+def strip_compiled_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keys without ``torch.compile``'s ``_orig_mod.`` wrapper prefix.
+
+    ladseg compiles in place, so its own checkpoints never carry the prefix; a state dict saved
+    from a ``torch.compile(model)`` wrapper elsewhere loads the same as an eager one.
+    """
+    if not any(COMPILED_PREFIX in k for k in state_dict):
+        return state_dict
+    return {k.replace(COMPILED_PREFIX, ""): v for k, v in state_dict.items()}
+
+
 def load_model_weights(
     model: nn.Module,
     state_dict: dict[str, torch.Tensor],
@@ -180,6 +194,7 @@ def load_model_weights(
 ) -> None:
     """Load ``state_dict`` strictly, explaining a mismatch (architecture, class count, first keys)."""
     check_model_spec(model, spec, source)
+    state_dict = strip_compiled_prefix(state_dict)
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
