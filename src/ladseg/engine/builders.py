@@ -1,21 +1,31 @@
 """Turn config sections into the parts the engine drives: datasets, networks, method, optimiser.
 
+Every import is at the top (no cycle needs a local one): data, models, losses and methods sit
+below the engine, and nothing they import reaches back into it.
+
 Every method (supervised, LAD teacher, distillation, KD baselines) is built here the same way,
 so baselines and distillation differ only in their ``method:`` and ``teacher:`` sections.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import fields
+from typing import Any, get_type_hints
 
 import torch
 from torch import nn
+from torch.utils.data import Subset
 
+from ladseg.data import build_dataset, build_loader
+from ladseg.data.transforms import build_transforms
 from ladseg.engine.checkpoint import build_model_from_checkpoint, load_weights_into
-from ladseg.engine.config import Config, ModelConfig
+from ladseg.engine.config import Config, ModelConfig, _coerce, check_mapping
 from ladseg.engine.dist import per_process_batch, shard_indices, world_size
 from ladseg.errors import ConfigError, DatasetError
+from ladseg.losses import LOSSES
+from ladseg.methods import METHODS, build_method
 from ladseg.methods.base import Method
+from ladseg.methods.label_encoding import EncoderParams
 from ladseg.models import Segmentor, build_model
 
 
@@ -40,9 +50,6 @@ def resolve_device(name: str = "auto") -> torch.device:
 # -- data ------------------------------------------------------------------------------------
 def build_split(cfg: Config, split: str, train: bool) -> Any:
     """A dataset split with the config's transforms (random scale/crop/flip for training)."""
-    from ladseg.data import build_dataset
-    from ladseg.data.transforms import build_transforms
-
     d = cfg.data
     if train:
         transform = build_transforms(
@@ -64,10 +71,6 @@ def build_loader_for(cfg: Config, dataset: Any, train: bool, seed: int = 0) -> A
     shard (:func:`~ladseg.engine.dist.shard_indices`), so the reduced metrics count each image once.
     ``eval.batch_size`` is per process.
     """
-    from torch.utils.data import Subset
-
-    from ladseg.data import build_loader
-
     workers = cfg.data.num_workers
     if world_size() == 1:
         batch_size = cfg.data.batch_size if train else cfg.eval.batch_size
@@ -189,9 +192,6 @@ def build_teacher(cfg: Config, num_classes: int) -> Segmentor:
 
 
 def method_class(name: str) -> type[Method]:
-    import ladseg.methods.supervised  # noqa: F401  (registers "supervised" if the package does not)
-    from ladseg.methods import METHODS
-
     try:
         return METHODS.get(name)  # type: ignore[return-value]
     except KeyError as exc:
@@ -211,11 +211,6 @@ def check_method_section(cfg: Config) -> None:
     (``weight`` and the loss's annotated parameters) are checked too. Values are converted as
     everywhere in the config (``5`` -> ``5.0``).
     """
-    from dataclasses import fields
-
-    from ladseg.engine.config import check_mapping
-    from ladseg.methods.label_encoding import EncoderParams
-
     try:
         params_cls = method_class(cfg.method_name).Params
     except ConfigError as exc:
@@ -232,11 +227,6 @@ def check_method_section(cfg: Config) -> None:
 
 def _check_kd_loss(spec: dict[str, Any], key: str) -> dict[str, Any]:
     """One ``{name, weight, **params}`` entry: a known loss, a numeric weight, typed parameters."""
-    from typing import get_type_hints
-
-    from ladseg.engine.config import _coerce
-    from ladseg.losses import LOSSES
-
     name = spec.get("name")
     if not isinstance(name, str) or name not in LOSSES:
         raise ConfigError(
@@ -255,8 +245,6 @@ def _check_kd_loss(spec: dict[str, Any], key: str) -> dict[str, Any]:
 def build_method_from_config(
     cfg: Config, student: Segmentor, num_classes: int, teacher: Segmentor | None
 ) -> Method:
-    from ladseg.methods import build_method
-
     check_method_section(cfg)
     try:
         return build_method(
