@@ -218,7 +218,7 @@ def load_model_weights(
 
 
 def _reference_model(path: Path) -> Segmentor:
-    from ladseg.models.convert import load_reference_checkpoint  # helper-1's importer
+    from ladseg.models.convert import load_reference_checkpoint
 
     return load_reference_checkpoint(path)
 
