@@ -17,7 +17,7 @@ SMALL_MEMORY: dict[str, Any] = {
     "region_contrast_size": 16,
 }
 
-#: every loss registered by a ``losses/kd_*.py`` module, with parameters for the tests
+#: every feature/relation loss (all but the logit losses cwd, kd, mse), with parameters for the tests
 OWN_LOSSES: dict[str, dict[str, Any]] = {
     "at": {},
     "fitnets": {},

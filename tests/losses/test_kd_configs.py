@@ -30,7 +30,7 @@ def test_config_loads_and_builds_its_losses(path: Path) -> None:
     params = Distill.parse_params(cfg.method)
     assert params.kd_losses
     for spec in params.kd_losses:
-        kwargs = {k: v for k, v in spec.items() if k not in ("name", "weight")}
-        if spec["name"].startswith("cirkd"):  # keep the CPU test small; sizes are not what is checked
+        kwargs = spec.options()
+        if spec.name.startswith("cirkd"):  # keep the CPU test small; sizes are not what is checked
             kwargs.update(pixel_memory_size=8, region_memory_size=4)
-        build_loss(spec["name"], 128, 256, 19, **kwargs)  # the R18 / R101 DeepLabV3 feature widths
+        build_loss(spec.name, 128, 256, 19, **kwargs)  # the R18 / R101 DeepLabV3 feature widths

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from kd_loss_helpers import seg
 
 from ladseg.losses import build_loss
-from ladseg.losses.kd_skd import gradient_penalty
+from ladseg.losses.skd import gradient_penalty
 
 
 def test_two_pixel_similarity_hand_case() -> None:

@@ -12,8 +12,12 @@ import pytest
 import torch
 from kd_loss_helpers import SMALL_MEMORY, tiny_segmentor
 
+from ladseg.engine.inputs import input_normalization
 from ladseg.methods import build_method
 from ladseg.models import Segmentor, build_model
+
+IMAGENET = input_normalization("imagenet")
+
 
 RECIPES: dict[str, list[dict[str, Any]]] = {
     "at": [{"name": "at"}],
@@ -28,7 +32,12 @@ RECIPES: dict[str, list[dict[str, Any]]] = {
 
 def _step(method: str, student: Segmentor, teacher: Segmentor) -> None:
     m = build_method(
-        "distill", {"kd_losses": RECIPES[method], "aux_weight": 0.4}, student, 5, teacher=teacher
+        "distill",
+        {"kd_losses": RECIPES[method], "aux_weight": 0.4},
+        student,
+        5,
+        teacher=teacher,
+        normalize=IMAGENET,
     )
     m.train()
     opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=1e-3)

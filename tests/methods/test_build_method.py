@@ -6,8 +6,11 @@ import pytest
 import torch
 from conftest import make_tiny, toy_batch
 
+from ladseg.engine.inputs import input_normalization
 from ladseg.errors import ConfigError
 from ladseg.methods import METHODS, build_method
+
+IMAGENET = input_normalization("imagenet")
 
 
 def test_registry_has_the_lad_methods() -> None:
@@ -17,16 +20,20 @@ def test_registry_has_the_lad_methods() -> None:
 
 def test_errors() -> None:
     with pytest.raises(ConfigError, match="valid names"):
-        build_method("ladd", {}, make_tiny(), 3)
+        build_method("ladd", {}, make_tiny(), 3, normalize=IMAGENET)
     with pytest.raises(ConfigError, match="needs a teacher"):
-        build_method("distill", {}, make_tiny(), 3)
+        build_method("distill", {}, make_tiny(), 3, normalize=IMAGENET)
     with pytest.raises(ConfigError, match="teacher 5, student 3"):
-        build_method("distill", {}, make_tiny(), 3, teacher=make_tiny(in_channels=4, num_classes=5))
+        build_method(
+            "distill", {}, make_tiny(), 3, teacher=make_tiny(in_channels=4, num_classes=5), normalize=IMAGENET
+        )
     with pytest.raises(ConfigError, match="tua"):
-        build_method("lad_teacher", {"tua": 2.0}, make_tiny(in_channels=4), 3)
+        build_method("lad_teacher", {"tua": 2.0}, make_tiny(in_channels=4), 3, normalize=IMAGENET)
     with pytest.raises(ConfigError, match="predicts 3 classes"):
-        build_method("supervised", {}, make_tiny(), 4)
-    method = build_method("lad_teacher", {"name": "lad_teacher", "tau": 2.0}, make_tiny(in_channels=4), 3)
+        build_method("supervised", {}, make_tiny(), 4, normalize=IMAGENET)
+    method = build_method(
+        "lad_teacher", {"name": "lad_teacher", "tau": 2.0}, make_tiny(in_channels=4), 3, normalize=IMAGENET
+    )
     assert method.params.tau == 2.0
 
 
@@ -34,13 +41,13 @@ def test_real_models_pspnet_teacher_to_deeplabv3_student() -> None:
     """A 4-channel PSPNet-R18 LAD teacher teaches a DeepLabV3-R18 student (different decoders and widths)."""
     models = pytest.importorskip("ladseg.models")
     teacher = models.build_model("pspnet", "resnet18", 3, in_channels=4)
-    lad = build_method("lad_teacher", {}, teacher, 3)
+    lad = build_method("lad_teacher", {}, teacher, 3, normalize=IMAGENET)
     batch = toy_batch(n=2, size=32)
     lad(batch)["loss"].backward()
     assert lad.eval_model()(lad.inference_input(batch)).logits.shape[1] == 3
     student = models.build_model("deeplabv3", "resnet18", 3)
-    kd = [{"name": "cwd"}, {"name": "cwd", "target": "features", "weight": 1.0}]
-    method = build_method("distill", {"kd_losses": kd}, student, 3, teacher=teacher)
+    kd = [{"name": "cwd"}, {"name": "cwd_feature", "normalize_by": "teacher", "weight": 1.0}]
+    method = build_method("distill", {"kd_losses": kd}, student, 3, teacher=teacher, normalize=IMAGENET)
     out = method(batch)
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and teacher.training is False

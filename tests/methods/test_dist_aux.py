@@ -6,13 +6,18 @@ import pytest
 import torch
 from conftest import make_tiny
 
-from ladseg.losses.kd_dist import dist_loss
+from ladseg.engine.inputs import input_normalization
+from ladseg.losses.dist import dist_loss
 from ladseg.methods import build_method
+
+IMAGENET = input_normalization("imagenet")
 
 
 def test_dist_reads_the_frozen_teachers_aux_logits(batch: dict) -> None:
     teacher = make_tiny(width=24)
-    method = build_method("distill", {"kd_losses": [{"name": "dist"}]}, make_tiny(), 3, teacher=teacher)
+    method = build_method(
+        "distill", {"kd_losses": [{"name": "dist"}]}, make_tiny(), 3, teacher=teacher, normalize=IMAGENET
+    )
     method.train()
     torch.manual_seed(0)
     out = method(batch)
@@ -31,6 +36,7 @@ def test_dist_reads_the_frozen_teachers_aux_logits(batch: dict) -> None:
         make_tiny(),
         3,
         teacher=make_tiny(width=24),
+        normalize=IMAGENET,
     )
     off.load_state_dict(method.state_dict())
     off.set_teacher(teacher)

@@ -9,7 +9,10 @@ import torch
 
 from ladseg.errors import ConfigError
 from ladseg.losses import LOSSES, DistillLoss, align_to, build_loss, seg_ce
-from ladseg.losses.distill import CONSISTENCY, cwd_loss, logit_mse_loss, pixel_kl_loss
+from ladseg.losses.consistency import CONSISTENCY
+from ladseg.losses.cwd import cwd_loss
+from ladseg.losses.kd import pixel_kl_loss
+from ladseg.losses.mse import logit_mse_loss
 from ladseg.models.segmentor import SegOutput
 
 # p_t = softmax([0, ln 3]) = [1/4, 3/4], p_s = [1/2, 1/2]  ->  KL(p_t || p_s) by hand:
@@ -81,13 +84,13 @@ def test_registered_losses_align_sizes_and_use_defaults() -> None:
 
 
 def test_feature_cwd_has_an_adapter_when_widths_differ() -> None:
-    loss = build_loss("cwd", 16, 32, 3, target="features")
+    loss = build_loss("cwd_feature", 16, 32, 3, normalize_by="teacher")
     assert sum(p.numel() for p in loss.parameters()) == 16 * 32
-    assert sum(p.numel() for p in build_loss("cwd", 32, 32, 3, target="features").parameters()) == 0
+    assert sum(p.numel() for p in build_loss("cwd_feature", 32, 32, 3).parameters()) == 0
     student = SegOutput(torch.randn(2, 3, 8, 8), torch.randn(2, 16, 8, 8))
     teacher = SegOutput(torch.randn(2, 3, 8, 8), torch.randn(2, 32, 8, 8))
     loss(student, teacher, torch.zeros(2, 8, 8, dtype=torch.long)).backward()
-    assert loss.adapter.weight.grad is not None
+    assert loss.adapter[0].weight.grad is not None
 
 
 def test_build_loss_errors() -> None:
@@ -95,7 +98,7 @@ def test_build_loss_errors() -> None:
         build_loss("cwdd", 8, 8, 3)
     with pytest.raises(ConfigError, match="tau"):
         build_loss("cwd", 8, 8, 3, temperature=2.0)
-    with pytest.raises(ConfigError, match=r"valid: \[\]"):
+    with pytest.raises(ConfigError, match=r"valid keys of loss mse: weight$"):
         build_loss("mse", 8, 8, 3, tau=2.0)
 
 

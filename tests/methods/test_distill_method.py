@@ -7,15 +7,20 @@ import torch
 from conftest import make_tiny, toy_batch
 
 from ladseg.data.transforms import NORMALIZATIONS
+from ladseg.engine.inputs import input_normalization
 from ladseg.errors import ConfigError
-from ladseg.losses.distill import cwd_loss
+from ladseg.losses.cwd import cwd_loss
 from ladseg.methods import build_method
 from ladseg.methods.label_encoding import fixed_codes
+
+IMAGENET = input_normalization("imagenet")
 
 
 def _distill(teacher_in: int = 4, **params: object):  # noqa: ANN202
     teacher = make_tiny(in_channels=teacher_in, width=24)
-    return build_method("distill", dict(params), make_tiny(), num_classes=3, teacher=teacher)
+    return build_method(
+        "distill", dict(params), make_tiny(), num_classes=3, teacher=teacher, normalize=IMAGENET
+    )
 
 
 def test_lad_teacher_reads_fixed_codes(batch: dict) -> None:
@@ -46,22 +51,26 @@ def test_terms_add_up_with_reference_weights(batch: dict) -> None:
 
 def test_teacher_is_frozen_and_outside_the_module_tree(batch: dict) -> None:
     method = _distill(
-        kd_losses=[{"name": "cwd"}, {"name": "cwd", "target": "features", "weight": 1.0}, {"name": "kd"}]
+        kd_losses=[
+            {"name": "cwd"},
+            {"name": "cwd_feature", "normalize_by": "teacher", "weight": 1.0},
+            {"name": "kd"},
+        ]
     )
     teacher = method.teacher
     method.train()
     assert not teacher.training and all(not p.requires_grad for p in teacher.parameters())
     names = dict(method.named_parameters())
     assert not any(name.startswith("_teacher") for name in names)
-    assert "kd_losses.1.adapter.weight" in names  # 16 -> 24 channel adapter is trained and saved
-    assert "kd_losses.1.adapter.weight" in method.state_dict()
+    assert "kd_losses.1.adapter.0.weight" in names  # 16 -> 24 channel adapter is trained and saved
+    assert "kd_losses.1.adapter.0.weight" in method.state_dict()
     exported = method.export_model()
     assert exported is method.student and not any("adapter" in k for k in exported.state_dict())
     out = method(batch)
-    assert set(out) == {"loss", "ce", "aux", "kd_cwd", "kd_cwd_1", "kd_kd"}
+    assert set(out) == {"loss", "ce", "aux", "kd_cwd", "kd_cwd_feature", "kd_kd"}
     out["loss"].backward()
     assert all(p.grad is None for p in teacher.parameters())
-    assert method.kd_losses[1].adapter.weight.grad is not None
+    assert method.kd_losses[1].adapter[0].weight.grad is not None
     assert method.kd_weights == [3.0, 1.0, 1.0]
 
 
@@ -85,13 +94,23 @@ def test_a_few_steps_lower_the_loss() -> None:
 def test_distill_errors() -> None:
     teacher = make_tiny(in_channels=5)
     with pytest.raises(ConfigError, match="3 \\+ 1 = 4"):
-        build_method("distill", {}, make_tiny(), 3, teacher=teacher)
+        build_method("distill", {}, make_tiny(), 3, teacher=teacher, normalize=IMAGENET)
     build_method(
-        "distill", {"teacher_label": {"kind": "onehot"}}, make_tiny(), 3, teacher=make_tiny(in_channels=7)
+        "distill",
+        {"teacher_label": {"kind": "onehot"}},
+        make_tiny(),
+        3,
+        teacher=make_tiny(in_channels=7),
+        normalize=IMAGENET,
     )
-    with pytest.raises(ConfigError, match="unknown loss 'cwdd'; valid"):
+    with pytest.raises(ConfigError, match=r"'method.kd_losses\[0\].name': expected one of .*got 'cwdd'"):
         build_method(
-            "distill", {"kd_losses": [{"name": "cwdd"}]}, make_tiny(), 3, teacher=make_tiny(in_channels=4)
+            "distill",
+            {"kd_losses": [{"name": "cwdd"}]},
+            make_tiny(),
+            3,
+            teacher=make_tiny(in_channels=4),
+            normalize=IMAGENET,
         )
     with pytest.raises(ConfigError, match=r"kd_losses\[0\]"):
         build_method(
@@ -100,6 +119,9 @@ def test_distill_errors() -> None:
             make_tiny(),
             3,
             teacher=make_tiny(in_channels=4),
+            normalize=IMAGENET,
         )
     with pytest.raises(ConfigError, match="3 image channels"):
-        build_method("distill", {}, make_tiny(in_channels=4), 3, teacher=make_tiny(in_channels=4))
+        build_method(
+            "distill", {}, make_tiny(in_channels=4), 3, teacher=make_tiny(in_channels=4), normalize=IMAGENET
+        )

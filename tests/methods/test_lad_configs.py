@@ -37,17 +37,17 @@ def test_config(path: Path) -> None:
     cls = METHODS.get(cfg.method_name)
     params = cls.parse_params(cfg.method_params)
     if cfg.method_name == "lad_teacher":
-        enc = EncoderParams.from_dict(params.encoder)
+        enc = params.encoder
+        assert isinstance(enc, EncoderParams)
         assert cfg.model.in_channels == 3 + channels(enc.kind, num_classes(cfg.data.dataset))
     elif cfg.method_name == "distill":
         assert cfg.model.in_channels == 3
         teacher_cfg = load_config(path.parent / cfg.teacher.config)
-        t_channels = channels(teacher_cfg.method_params["encoder"]["kind"], num_classes(cfg.data.dataset))
+        t_channels = channels(teacher_cfg.method.encoder.kind, num_classes(cfg.data.dataset))
         assert cfg.teacher.model is not None and cfg.teacher.model.in_channels == 3 + t_channels
         assert teacher_cfg.method_name == "lad_teacher"
         assert teacher_cfg.model.name == cfg.model.name and teacher_cfg.data.dataset == cfg.data.dataset
-        t_enc = EncoderParams.from_dict(teacher_cfg.method_params["encoder"])
-        s_enc = EncoderParams.from_dict(params.teacher_label, noise=0.02)
+        t_enc, s_enc = teacher_cfg.method.encoder, params.teacher_label
         assert (t_enc.kind, t_enc.scale) == (s_enc.kind, s_enc.scale)
         assert s_enc.noise == 0.02 and params.aux_weight == 0.02
         if path.parent.name not in (

@@ -7,15 +7,20 @@ import torch
 import torch.nn.functional as F
 from conftest import make_tiny, toy_batch
 
+from ladseg.engine.inputs import input_normalization
 from ladseg.errors import ConfigError
-from ladseg.losses.distill import cwd_loss
+from ladseg.losses.cwd import cwd_loss
 from ladseg.methods import build_method
 from ladseg.methods.label_encoding import fixed_codes
 from ladseg.models.segmentor import resize_logits
 
+IMAGENET = input_normalization("imagenet")
+
 
 def _teacher(**params: object):  # noqa: ANN202
-    return build_method("lad_teacher", dict(params), make_tiny(in_channels=4), num_classes=3)
+    return build_method(
+        "lad_teacher", dict(params), make_tiny(in_channels=4), num_classes=3, normalize=IMAGENET
+    )
 
 
 def test_terms_add_up_with_reference_weights(batch: dict) -> None:
@@ -77,8 +82,10 @@ def test_a_few_steps_lower_the_loss() -> None:
 def test_two_path_batch_equals_two_passes_without_bn(consistency: str) -> None:
     batch = toy_batch()
     model = make_tiny(in_channels=4, bn=False)
-    one = build_method("lad_teacher", {"consistency": consistency}, model, 3)
-    two = build_method("lad_teacher", {"consistency": consistency, "two_path_batch": True}, model, 3)
+    one = build_method("lad_teacher", {"consistency": consistency}, model, 3, normalize=IMAGENET)
+    two = build_method(
+        "lad_teacher", {"consistency": consistency, "two_path_batch": True}, model, 3, normalize=IMAGENET
+    )
     torch.manual_seed(7)
     a = one(batch)
     ga = torch.autograd.grad(a["loss"], list(model.parameters()))
@@ -110,12 +117,22 @@ def test_inference_inputs(batch: dict) -> None:
 
 def test_bad_configs() -> None:
     with pytest.raises(ConfigError, match="in_channels: 4"):
-        build_method("lad_teacher", {}, make_tiny(in_channels=3), 3)
+        build_method("lad_teacher", {}, make_tiny(in_channels=3), 3, normalize=IMAGENET)
     with pytest.raises(ConfigError, match="in_channels: 8"):
         build_method(
-            "lad_teacher", {"encoder": {"kind": "onehot"}}, make_tiny(in_channels=4, num_classes=4), 4
+            "lad_teacher",
+            {"encoder": {"kind": "onehot"}},
+            make_tiny(in_channels=4, num_classes=4),
+            4,
+            normalize=IMAGENET,
         )
-    build_method("lad_teacher", {"encoder": {"kind": "onehot"}}, make_tiny(in_channels=7, num_classes=3), 3)
+    build_method(
+        "lad_teacher",
+        {"encoder": {"kind": "onehot"}},
+        make_tiny(in_channels=7, num_classes=3),
+        3,
+        normalize=IMAGENET,
+    )
     with pytest.raises(ConfigError, match="consistency"):
         _teacher(consistency="l1")
     with pytest.raises(ConfigError, match="eval_label"):

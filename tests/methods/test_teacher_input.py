@@ -12,6 +12,7 @@ import torch
 from conftest import make_tiny, toy_batch
 
 from ladseg.data.transforms import NORMALIZATIONS, Normalize
+from ladseg.engine.inputs import input_normalization, label_scales
 from ladseg.errors import ConfigError
 from ladseg.methods import build_method
 from ladseg.methods.label_encoding import declared_encoding, fixed_codes
@@ -37,7 +38,9 @@ def _teacher(meta: dict | None, in_channels: int = 4):  # noqa: ANN202
 def test_reference_teacher_gets_reference_input_and_label_scale() -> None:
     rgb, batch = _pixels_batch()
     teacher = _teacher({"normalize": "reference_bgr", "config": None})
-    method = build_method("distill", {}, make_tiny(), 3, teacher=teacher, normalize="imagenet")
+    method = build_method(
+        "distill", {}, make_tiny(), 3, teacher=teacher, normalize=input_normalization("imagenet")
+    )
     x = method.teacher_input(batch)
     expected = torch.stack(
         [Normalize("reference_bgr")({"image": torch.from_numpy(r).permute(2, 0, 1)})["image"] for r in rgb]
@@ -55,7 +58,9 @@ def test_reference_teacher_gets_reference_input_and_label_scale() -> None:
 def test_same_normalisation_is_left_alone() -> None:
     _, batch = _pixels_batch()
     teacher = _teacher({"normalize": "imagenet", "config": None}, in_channels=3)
-    method = build_method("distill", {}, make_tiny(), 3, teacher=teacher, normalize="imagenet")
+    method = build_method(
+        "distill", {}, make_tiny(), 3, teacher=teacher, normalize=input_normalization("imagenet")
+    )
     assert method.teacher_normalize is None and torch.equal(method.teacher_input(batch), batch["image"])
     # an ordinary (3-channel) reference teacher is converted too
     ref = build_method(
@@ -64,7 +69,7 @@ def test_same_normalisation_is_left_alone() -> None:
         make_tiny(),
         3,
         teacher=_teacher({"normalize": "reference_bgr"}, 3),
-        normalize="imagenet",
+        normalize=input_normalization("imagenet"),
     )
     assert ref.teacher_normalize == "reference_bgr"
     assert not torch.allclose(ref.teacher_input(batch), batch["image"])
@@ -78,27 +83,35 @@ def _ladseg_teacher_meta(scale: object, normalize: str = "imagenet") -> dict:
 
 
 def test_label_scale_follows_the_teacher_checkpoint() -> None:
-    assert declared_encoding(_ladseg_teacher_meta(1.0)) == {"kind": "random_codes", "scale": 1.0}
-    auto = declared_encoding(_ladseg_teacher_meta("auto", "reference_bgr"))
+    assert declared_encoding(_ladseg_teacher_meta(1.0), label_scales()) == {
+        "kind": "random_codes",
+        "scale": 1.0,
+    }
+    auto = declared_encoding(_ladseg_teacher_meta("auto", "reference_bgr"), label_scales())
     assert auto is not None and auto["scale"] == pytest.approx(100.0)
     assert declared_encoding({"normalize": "imagenet", "config": {"method": {"name": "supervised"}}}) is None
     assert declared_encoding(None) is None
 
     # scale: auto (the default) takes the teacher's own scale
     method = build_method(
-        "distill", {}, make_tiny(), 3, teacher=_teacher(_ladseg_teacher_meta(1.0)), normalize="imagenet"
+        "distill",
+        {},
+        make_tiny(),
+        3,
+        teacher=_teacher(_ladseg_teacher_meta(1.0)),
+        normalize=input_normalization("imagenet"),
     )
     assert method.teacher_encoder.scale == 1.0
     # an explicit scale that differs from the teacher's is an error, not a silent mismatch
     with pytest.raises(ConfigError, match=r"teacher_label.scale='imagenet' \(1.7\d*\).*label scale 1 "):
         build_method(
             "distill", {"teacher_label": {"scale": "imagenet"}}, make_tiny(), 3,
-            teacher=_teacher(_ladseg_teacher_meta(1.0)), normalize="imagenet",
+            teacher=_teacher(_ladseg_teacher_meta(1.0)), normalize=input_normalization("imagenet"),
         )  # fmt: skip
     with pytest.raises(ConfigError, match="trained with 'random_codes' labels"):
         build_method(
             "distill", {"teacher_label": {"kind": "onehot"}}, make_tiny(), 3,
-            teacher=_teacher(_ladseg_teacher_meta(1.0), in_channels=7), normalize="imagenet",
+            teacher=_teacher(_ladseg_teacher_meta(1.0), in_channels=7), normalize=input_normalization("imagenet"),
         )  # fmt: skip
 
 
@@ -106,5 +119,5 @@ def test_lad_teacher_auto_scale_follows_the_data_normalisation() -> None:
     teacher = make_tiny(in_channels=4)
     params = {"encoder": {"scale": "auto"}}
     for name in ("imagenet", "reference_bgr"):
-        method = build_method("lad_teacher", params, teacher, 3, normalize=name)
+        method = build_method("lad_teacher", params, teacher, 3, normalize=input_normalization(name))
         assert method.encoder.scale == pytest.approx(NORMALIZATIONS[name].label_scale)

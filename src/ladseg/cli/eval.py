@@ -1,5 +1,8 @@
 """``ladseg eval CONFIG --checkpoint FILE``: per-class IoU/Acc table of a checkpoint on a split.
 
+A thin layer on the engine's :func:`~ladseg.engine.checkpoint_eval.evaluate_checkpoint` (what
+:func:`ladseg.evaluate` runs); the options replace the config's ``eval`` settings.
+
 The config names the dataset (and its split); the network and its input normalisation come
 from the checkpoint (a ladseg checkpoint or a reference CIRKD/LAD one).
 """
@@ -9,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 
 def add_inference_args(p: argparse.ArgumentParser, defaults: str = "the config's eval section") -> None:
@@ -50,32 +52,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def apply_inference_args(cfg: Any, args: argparse.Namespace) -> None:
-    """The options given replace the config's eval settings; the result is checked again (a
-    ``--stride`` larger than the window leaves pixels without a prediction)."""
-    from ladseg.engine.config import _check_values
-
-    e = cfg.eval
-    e.mode = args.mode or e.mode
-    e.scales = list(args.scales) if args.scales else e.scales
-    e.flip = e.flip or args.flip
-    e.crop_size = list(args.crop_size) if args.crop_size else e.crop_size
-    e.stride = list(args.stride) if args.stride else e.stride
-    e.scale_mode = args.scale_mode or e.scale_mode
-    if args.device:
-        cfg.run.device = args.device
-    _check_values(cfg)
-
-
 def run(args: argparse.Namespace) -> int:
+    from ladseg.api import apply_inference_options
     from ladseg.cli import is_out_of_memory, out_of_memory_error, prepare_output_file, write_text_file
-    from ladseg.engine.builders import check_method_section
-    from ladseg.engine.checkpoint_eval import evaluate_checkpoint
+    from ladseg.engine.checkpoint_eval import eval_settings, evaluate_checkpoint
     from ladseg.engine.config import load_config
 
-    cfg = load_config(args.config, args.overrides)
-    check_method_section(cfg)  # a LAD teacher is evaluated through its method (eval_label, eval_noise)
-    apply_inference_args(cfg, args)
+    cfg = load_config(args.config, args.overrides)  # checks the method section too (a LAD teacher's)
+    apply_inference_options(
+        cfg, mode=args.mode, scales=args.scales, flip=args.flip, crop_size=args.crop_size,
+        stride=args.stride, scale_mode=args.scale_mode,
+    )  # fmt: skip
+    if args.device:
+        cfg.run.device = args.device
     if args.json:
         prepare_output_file(args.json, "--json", (args.config, args.checkpoint))  # before the evaluation
     e = cfg.eval
@@ -92,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             "(eval.crop_size, default data.crop_size): use eval.batch_size=1, sliding-window inference "
             "(--mode slide --crop-size H W) or a smaller data.crop_size",
         ) from exc
-    desc = e.mode + (f" scales={e.scales}" if e.mode == "multiscale" else "") + (" +flip" if e.flip else "")
+    desc = eval_settings(cfg).describe()
     print(
         f"{args.checkpoint} on {cfg.data.dataset}/{args.split or cfg.data.val_split} ({len(dataset)} images, {desc})"
     )

@@ -1,9 +1,10 @@
 """``ladseg predict --checkpoint FILE --input FOLDER_OR_IMAGE --output DIR``: masks and overlays.
 
-The checkpoint alone is enough: its meta gives the architecture, the input normalisation, the
-class names and the palette (a VOC-style colour map when it has none), and the evaluation
-settings of its training run (``eval.mode``, window, scales, ``data.resize_ratio``), which
-predict follows unless told otherwise, so a mask matches what ``ladseg eval`` scored.
+A thin layer on :func:`ladseg.load` (the Python API): the checkpoint alone is enough: its meta
+gives the architecture, the input normalisation, the class names and the palette (a VOC-style
+colour map when it has none), and the evaluation settings of its training run (``eval.mode``,
+window, scales, ``data.resize_ratio``), which predict follows unless told otherwise, so a mask
+matches what ``ladseg eval`` scored.
 
 Every readable image is processed: an unreadable one is listed at the end (exit status 1).
 Masks have the size of the image as displayed (EXIF orientation applied). Output names never
@@ -17,10 +18,8 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ladseg.cli import unit_float
@@ -89,66 +88,24 @@ def output_paths(images: Sequence[Path], output: Path, overlay_format: str) -> l
     return pairs
 
 
-def checkpoint_inference(meta: dict[str, Any], args: argparse.Namespace) -> tuple[str, dict[str, Any], float]:
-    """(mode, keyword arguments of :func:`~ladseg.engine.inference.infer`, resize ratio): the options
-    given, else the checkpoint's ``eval`` settings (window default ``data.crop_size``), else whole."""
-    from ladseg.errors import LadsegError
-
-    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    saved_eval = config.get("eval") if isinstance(config.get("eval"), dict) else {}
-    saved_data = config.get("data") if isinstance(config.get("data"), dict) else {}
-    mode = args.mode or saved_eval.get("mode") or "whole"
-    scale_mode = args.scale_mode or saved_eval.get("scale_mode") or "whole"
-    kwargs: dict[str, Any] = {}
-    if mode == "slide" or (mode == "multiscale" and scale_mode == "slide"):
-        crop = args.crop_size or saved_eval.get("crop_size") or saved_data.get("crop_size")
-        if not crop:
-            raise LadsegError(
-                "slide inference needs --crop-size H W (the checkpoint does not say its window)"
-            )
-        stride = args.stride or saved_eval.get("stride")
-        if stride and any(s > c for s, c in zip(stride, crop, strict=True)):
-            raise LadsegError(
-                f"--stride {' '.join(map(str, stride))} is larger than the window {' '.join(map(str, crop))}: "
-                "the pixels between two windows would get no prediction"
-            )
-        kwargs.update(crop_size=list(crop), stride=list(stride) if stride else None)
-    if mode == "multiscale":
-        scales = args.scales or saved_eval.get("scales") or [1.0]
-        kwargs.update(
-            scales=list(scales), flip=args.flip or bool(saved_eval.get("flip")), scale_mode=scale_mode
-        )
-    ratio = float(saved_data.get("resize_ratio") or 1.0)
-    return mode, kwargs, ratio
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from ladseg.api import load
     from ladseg.cli import is_out_of_memory, out_of_memory_error, prepare_output_dir
     from ladseg.data.base import colorize, read_image
     from ladseg.data.classes import bit_palette
-    from ladseg.data.transforms import build_transforms
-    from ladseg.engine.builders import resolve_device
-    from ladseg.engine.checkpoint import build_model_from_checkpoint
-    from ladseg.engine.inference import infer
-    from ladseg.errors import CheckpointError, DatasetError, LadsegError
-    from ladseg.models.segmentor import resize_logits
+    from ladseg.errors import DatasetError, LadsegError
 
     images = list_images(args.input)
     outputs = output_paths(images, args.output, args.overlay_format)
-    device = resolve_device(args.device or "auto")
-    model, meta = build_model_from_checkpoint(args.checkpoint)
-    if model.in_channels != 3:
-        raise CheckpointError(
-            f"{args.checkpoint} reads {model.in_channels} input channels (a LAD teacher also reads labels); "
-            "predict needs an image-only model such as a distilled student"
-        )
-    mode, kwargs, ratio = checkpoint_inference(meta, args)
+    segmenter = load(
+        args.checkpoint, args.device or "auto", mode=args.mode, crop_size=args.crop_size, stride=args.stride,
+        scales=args.scales, flip=args.flip, scale_mode=args.scale_mode,
+    )  # fmt: skip
     prepare_output_dir(args.output, "--output")
-    model.to(device).eval()
-    transform = build_transforms(False, normalize=meta.get("normalize") or "imagenet", resize_ratio=ratio)
-    palette = np.asarray(meta.get("palette") or bit_palette(model.num_classes), dtype=np.uint8).reshape(-1, 3)
+    palette = np.asarray(segmenter.meta.get("palette") or bit_palette(segmenter.num_classes), dtype=np.uint8)
+    palette = palette.reshape(-1, 3)
     flat = np.zeros((256, 3), dtype=np.uint8)
     flat[: len(palette)] = palette[:256]
     bad: list[str] = []
@@ -160,11 +117,8 @@ def run(args: argparse.Namespace) -> int:
         except DatasetError as exc:
             bad.append(str(exc))
             continue
-        x = transform({"image": rgb})["image"].unsqueeze(0).to(device)
         try:
-            with torch.no_grad():
-                scores = resize_logits(infer(model, x, mode, **kwargs).float(), rgb.shape[:2])
-                pred = scores.argmax(1)[0].to("cpu", torch.uint8).numpy()
+            pred = segmenter.predict(rgb).astype(np.uint8)
         except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
             if not is_out_of_memory(exc):
                 raise
@@ -189,11 +143,12 @@ def run(args: argparse.Namespace) -> int:
                 ) from exc
         written += 1
     bar.close()
-    names = meta.get("class_names") or []
+    names = segmenter.class_names
+    ratio = segmenter.resize_ratio
     print(
         f"wrote {written} masks and overlays to {args.output}"
         + (f" ({len(names)} classes)" if names else "")
-        + (f"; mode {mode}" + (f", resize ratio {ratio:g}" if ratio != 1.0 else ""))
+        + (f"; mode {segmenter.settings.mode}" + (f", resize ratio {ratio:g}" if ratio != 1.0 else ""))
     )
     if bad:
         print(f"ladseg predict: {len(bad)} of {len(images)} images could not be read:", file=sys.stderr)

@@ -1,10 +1,16 @@
-"""``ladseg train CONFIG [key=value ...]``: one run of any method through the one engine."""
+"""``ladseg train CONFIG [key=value ...] [--dry-run]``: one run of any method through the one engine.
+
+``--dry-run`` prints the resolved config (``_base_`` chain, overrides, defaults, the method's typed
+section) as YAML and exits: the config a run would save as its ``config.yaml``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+
+import yaml
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("config", help="YAML config file")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+    p.add_argument(
+        "--dry-run", action="store_true",
+        help="print the resolved, validated config as YAML and exit (nothing is read or written)",
+    )  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -44,14 +54,15 @@ def run(args: argparse.Namespace) -> int:
         out_of_memory_error,
         probe_future_dir,
     )
-    from ladseg.engine.builders import check_method_section
     from ladseg.engine.config import load_config
     from ladseg.engine.dist import launched_as_main_process
     from ladseg.engine.trainer import train
     from ladseg.errors import LadsegError
 
-    cfg = load_config(args.config, args.overrides)
-    check_method_section(cfg)  # before any data is read: a wrong method value names its key
+    cfg = load_config(args.config, args.overrides)  # every section checked: before any data is read
+    if args.dry_run:
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return 0
     work_dir = Path(cfg.run.work_dir or "work_dirs")
     probe_future_dir(work_dir, "run.work_dir")
     try:

@@ -9,8 +9,7 @@ so baselines and distillation differ only in their ``method:`` and ``teacher:`` 
 
 from __future__ import annotations
 
-from dataclasses import fields
-from typing import Any, get_type_hints
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,13 +18,12 @@ from torch.utils.data import Subset
 from ladseg.data import build_dataset, build_loader
 from ladseg.data.transforms import build_transforms
 from ladseg.engine.checkpoint import build_model_from_checkpoint, load_weights_into
-from ladseg.engine.config import Config, ModelConfig, _coerce, check_mapping
+from ladseg.engine.config import Config, ModelConfig
 from ladseg.engine.dist import per_process_batch, shard_indices, world_size
+from ladseg.engine.inputs import input_normalization
 from ladseg.errors import ConfigError, DatasetError
-from ladseg.losses import LOSSES
 from ladseg.methods import METHODS, build_method
 from ladseg.methods.base import Method
-from ladseg.methods.label_encoding import EncoderParams
 from ladseg.models import Segmentor, build_model
 
 
@@ -198,62 +196,18 @@ def method_class(name: str) -> type[Method]:
         raise ConfigError(str(exc.args[0])) from None
 
 
-#: method parameters that hold a label encoding (a mapping typed by ``EncoderParams``)
-LABEL_ENCODING_FIELDS = ("encoder", "teacher_label")
-
-
-def check_method_section(cfg: Config) -> None:
-    """Type-check the ``method:`` section against the method's parameter dataclass, in place.
-
-    Run before any data is read (``ladseg train`` does), so ``method.consistency_weight: five``
-    is one line naming ``method.consistency_weight``, not a failure at step 1. The label
-    encodings (``method.encoder``, ``method.teacher_label``) and each ``method.kd_losses[i]``
-    (``weight`` and the loss's annotated parameters) are checked too. Values are converted as
-    everywhere in the config (``5`` -> ``5.0``).
-    """
-    try:
-        params_cls = method_class(cfg.method_name).Params
-    except ConfigError as exc:
-        raise ConfigError(f"config key 'method.name': {exc}") from None
-    names = {f.name for f in fields(params_cls)}
-    sections = {name: EncoderParams for name in LABEL_ENCODING_FIELDS if name in names}
-    checked = check_mapping(params_cls, cfg.method_params, "method", sections)
-    if isinstance(checked.get("kd_losses"), list):
-        checked["kd_losses"] = [
-            _check_kd_loss(spec, f"method.kd_losses[{i}]") for i, spec in enumerate(checked["kd_losses"])
-        ]
-    cfg.method = {"name": cfg.method_name, **checked}
-
-
-def _check_kd_loss(spec: dict[str, Any], key: str) -> dict[str, Any]:
-    """One ``{name, weight, **params}`` entry: a known loss, a numeric weight, typed parameters."""
-    name = spec.get("name")
-    if not isinstance(name, str) or name not in LOSSES:
-        raise ConfigError(
-            f"config key '{key}.name': expected one of {', '.join(LOSSES.names())}, got {name!r}"
-        )
-    hints = get_type_hints(LOSSES.get(name).__init__)
-    out = dict(spec)
-    for param, value in spec.items():
-        if param == "weight":
-            out[param] = _coerce(value, float, f"{key}.weight")
-        elif param != "name" and param in hints:  # an unknown parameter is reported by build_loss
-            out[param] = _coerce(value, hints[param], f"{key}.{param}")
-    return out
-
-
 def build_method_from_config(
     cfg: Config, student: Segmentor, num_classes: int, teacher: Segmentor | None
 ) -> Method:
-    check_method_section(cfg)
+    """The config's method (its section already typed and checked when the config was read)."""
     try:
         return build_method(
             cfg.method_name,
-            cfg.method_params,
+            cfg.method,
             student,
             num_classes,
             teacher=teacher,
-            normalize=cfg.data.normalize,
+            normalize=input_normalization(cfg.data.normalize),
         )
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"method section ({cfg.method_name}): {exc}") from None

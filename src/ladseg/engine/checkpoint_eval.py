@@ -8,6 +8,7 @@ overrides its parameters (e.g. ``{"eval_label": "none"}`` to evaluate a teacher 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -16,28 +17,35 @@ from ladseg.engine import evaluation
 from ladseg.engine.builders import build_loader_for, build_split, method_class, resolve_device
 from ladseg.engine.checkpoint import build_model_from_checkpoint
 from ladseg.engine.config import Config
+from ladseg.engine.inference import InferenceSettings
+from ladseg.engine.inputs import input_normalization, label_scales
 from ladseg.engine.metrics import SegMetrics
 from ladseg.errors import CheckpointError
+from ladseg.methods.base import MethodParams
 from ladseg.methods.label_encoding import declared_encoding, resolve_scale
 
 
-def _declared_label_encoding(params: dict[str, Any], meta: dict[str, Any], verbose: bool) -> dict[str, Any]:
+def _declared_label_encoding(params: Any, meta: dict[str, Any], verbose: bool) -> Any:
     """The LAD teacher's label encoding as its checkpoint declares it (kind and scale), over the config's."""
-    declared = declared_encoding(meta)
+    declared = declared_encoding(meta, label_scales())
     if declared is None:
         return params
-    encoder = dict(params.get("encoder") or {})
-    if encoder.get("kind", declared["kind"]) != declared["kind"]:
+    encoder = params.encoder
+    if encoder.kind != declared["kind"]:
         raise CheckpointError(
-            f"method.encoder.kind={encoder['kind']!r} but the checkpoint was trained with {declared['kind']!r} labels"
+            f"method.encoder.kind={encoder.kind!r} but the checkpoint was trained with {declared['kind']!r} labels"
         )
-    configured = encoder.get("scale", "auto")
+    configured = encoder.scale
     if verbose and configured != "auto":
-        if not math.isclose(
-            resolve_scale(configured, meta.get("normalize")), declared["scale"], rel_tol=1e-6
-        ):
+        scale = resolve_scale(configured, meta.get("normalize"), label_scales())
+        if not math.isclose(scale, declared["scale"], rel_tol=1e-6):
             print(f"note: using the checkpoint's label scale {declared['scale']:g} (config: {configured!r})")
-    return {**params, "encoder": {**encoder, **declared}}
+    return dataclasses.replace(params, encoder=dataclasses.replace(encoder, scale=declared["scale"]))
+
+
+def eval_settings(cfg: Config) -> InferenceSettings:
+    """The config's ``eval`` section as inference settings (window default ``data.crop_size``)."""
+    return InferenceSettings.resolve(dataclasses.asdict(cfg.eval), {"crop_size": cfg.data.crop_size})
 
 
 def evaluate_checkpoint(
@@ -73,17 +81,20 @@ def evaluate_checkpoint(
             f"teacher) but method {cfg.method_name!r} feeds the image only; evaluate it with its lad_teacher config"
         )
     if not cls.needs_teacher:  # e.g. a LAD teacher reads label channels too
-        params = {**cfg.method_params, **(method_params or {})}
+        params: MethodParams = cls.parse_params({**dataclasses.asdict(cfg.method), **(method_params or {})})
         if getattr(cls, "label_input", False):
             params = _declared_label_encoding(params, meta, verbose)
-        method = build_method(cfg.method_name, params, model, model.num_classes, normalize=normalize)
+        method = build_method(
+            cfg.method_name, params, model, model.num_classes, normalize=input_normalization(normalize)
+        )
         network, input_fn = method.eval_model(), method.inference_input
     network.to(device)
-    e = cfg.eval
+    settings = eval_settings(cfg)
     metrics = evaluation.evaluate(
-        network, build_loader_for(cfg, dataset, train=False), model.num_classes, mode=e.mode,
-        crop_size=e.crop_size or cfg.data.crop_size, stride=e.stride, scales=e.scales, flip=e.flip,
-        scale_mode=e.scale_mode, input_fn=input_fn, device=device, progress=progress,
+        network, build_loader_for(cfg, dataset, train=False), model.num_classes, mode=settings.mode,
+        crop_size=settings.crop_size, stride=settings.stride, scales=settings.scales, flip=settings.flip,
+        scale_mode=settings.scale_mode,
+        input_fn=input_fn, device=device, progress=progress,
         class_names=list(dataset.classes) or meta.get("class_names"),
     )  # fmt: skip
     return metrics, dataset

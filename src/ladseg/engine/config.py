@@ -3,9 +3,12 @@
 A config file is a YAML mapping whose sections mirror the dataclasses below. ``_base_`` (a path,
 or a list of paths, relative to the file) names configs to deep-merge underneath. Command-line
 overrides ``key.sub=value`` are parsed as YAML scalars (``train.iters=100``,
-``data.crop_size=[64,64]``). An unknown key or a value of the wrong type is a
-:class:`~ladseg.errors.ConfigError` naming the dotted key and the expected type, so a typo never
-silently falls back to a default. The resolved config is saved into every run folder.
+``data.crop_size=[64,64]``). One validator (:mod:`ladseg.schema`) checks every section, the
+method's too: ``method.name`` picks the method's parameter dataclass, whose label encoder
+(``method.encoder``) and losses (``method.kd_losses[i]``, tagged by ``name``) are typed sections
+in turn. An unknown key or a value of the wrong type is a :class:`~ladseg.errors.ConfigError`
+naming the dotted key and the expected type, raised when the config is read, before any data is,
+so a typo never silently falls back to a default. The resolved config is saved into every run folder.
 """
 
 from __future__ import annotations
@@ -13,15 +16,20 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any
 
 import yaml
 
 from ladseg.config_lookup import find_config
 from ladseg.errors import ConfigError
+from ladseg.methods.base import METHODS, MethodParams
+from ladseg.schema import from_mapping
+
+
+def _default_method() -> MethodParams:
+    return METHODS.get("supervised").Params()
 
 
 @dataclass
@@ -123,7 +131,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    method: dict[str, Any] = field(default_factory=lambda: {"name": "supervised"})
+    method: MethodParams = field(default_factory=_default_method)  # typed by method.name
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -131,11 +139,12 @@ class Config:
 
     @property
     def method_name(self) -> str:
-        return str(self.method.get("name", "supervised"))
+        return self.method.name
 
     @property
     def method_params(self) -> dict[str, Any]:
-        return {k: v for k, v in self.method.items() if k != "name"}
+        """The method's parameters as a plain mapping (``name`` left out), as ``build_method`` takes them."""
+        return {k: v for k, v in dataclasses.asdict(self.method).items() if k != "name"}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -148,124 +157,7 @@ CHOICES = {
 }
 
 
-# -- typing ------------------------------------------------------------------------------------
-def _type_name(tp: Any) -> str:
-    if get_origin(tp) in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in get_args(tp))
-    if tp is type(None):
-        return "null"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    if get_origin(tp) is list:
-        return f"a list of {_type_name(get_args(tp)[0])}"
-    if get_origin(tp) is dict:
-        return "a mapping"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; return it converted (int -> float, dicts -> dataclasses)."""
-    origin = get_origin(tp)
-    if origin in (Union, types.UnionType):
-        options = [a for a in get_args(tp) if a is not type(None)]
-        if value is None and len(options) < len(get_args(tp)):
-            return None
-        if len(options) == 1:  # Optional[X]: X's own error names the nested key
-            return _coerce(value, options[0], key)
-        for option in options:
-            try:
-                return _coerce(value, option, key)
-            except ConfigError:
-                continue
-        raise _type_error(key, value, tp)
-    if tp is type(None):
-        if value is None:
-            return None
-        raise _type_error(key, value, tp)
-    if tp is Any:
-        return value
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise _type_error(key, value, tp)
-        return _from_dict(tp, value, key)
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise _type_error(key, value, tp)
-        (item,) = get_args(tp)
-        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise _type_error(key, value, tp)
-        return copy.deepcopy(value)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):  # YAML 1.1 reads 3e-3 (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            raise _type_error(key, value, tp) from None
-    if tp in (int, float) and isinstance(value, bool):
-        raise _type_error(key, value, tp)
-    if isinstance(value, tp):
-        return value
-    raise _type_error(key, value, tp)
-
-
-def _type_error(key: str, value: Any, tp: Any) -> ConfigError:
-    return ConfigError(
-        f"config key {key!r}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})"
-    )
-
-
-def _check_known_keys(cls: type, raw: dict[str, Any], prefix: str) -> None:
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(raw) - set(names))
-    if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise ConfigError(
-            f"unknown config key {where}{unknown[0]!s}"
-            f"{' (and ' + ', '.join(unknown[1:]) + ')' if len(unknown) > 1 else ''}; "
-            f"valid keys{' of ' + prefix if prefix else ''}: {', '.join(names)}"
-        )
-
-
-def _from_dict(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
-    hints = get_type_hints(cls)
-    _check_known_keys(cls, raw, prefix)
-    kwargs = {}
-    for name, value in raw.items():
-        key = f"{prefix}.{name}" if prefix else name
-        kwargs[name] = _coerce(value, hints[name], key)
-    return cls(**kwargs)
-
-
-def check_mapping(
-    cls: type, raw: dict[str, Any], prefix: str, sections: dict[str, type] | None = None
-) -> dict[str, Any]:
-    """``raw`` checked against the dataclass ``cls`` the way a config section is checked.
-
-    For a free-form part of the config (the ``method:`` section, typed by each method's own
-    parameter dataclass): an unknown key or a value of the wrong type is a ConfigError naming
-    ``prefix.key``. Returns the given keys only, converted as everywhere else (``5`` -> ``5.0``,
-    ``"3e-3"`` -> ``0.003``). A nested dataclass, or a mapping field named in ``sections``
-    (field -> dataclass), is checked the same way and stays a mapping; ``null`` stays ``null``.
-    """
-    hints = get_type_hints(cls)
-    _check_known_keys(cls, raw, prefix)
-    out: dict[str, Any] = {}
-    for name, value in raw.items():
-        key = f"{prefix}.{name}"
-        section = (sections or {}).get(name, hints[name])
-        if dataclasses.is_dataclass(section) and isinstance(value, dict):
-            out[name] = check_mapping(section, value, key)
-        elif name in (sections or {}) and value is None:
-            out[name] = None
-        else:
-            out[name] = _coerce(value, section, key)
-    return out
-
-
-def _check_values(cfg: Config) -> None:
+def check_values(cfg: Config) -> None:
     """Checks beyond types: choices, pair lengths, counts and numbers in their range (a value out of
     its range is a ConfigError naming the key, before any data is read)."""
     for key, allowed in CHOICES.items():
@@ -337,8 +229,6 @@ def _check_values(cfg: Config) -> None:
         raise ConfigError(
             f"config key 'train.ema_decay': expected a number in (0, 1) or null, got {cfg.train.ema_decay}"
         )
-    if not isinstance(cfg.method.get("name", "supervised"), str):
-        raise ConfigError(f"config key 'method.name': expected a method name, got {cfg.method.get('name')!r}")
 
 
 # -- files, inheritance and overrides -----------------------------------------------------------
@@ -410,9 +300,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
     """Typed, checked config from a raw mapping (unknown keys and wrong types are errors)."""
-    cfg = _from_dict(Config, raw)
-    cfg.method.setdefault("name", "supervised")
-    _check_values(cfg)
+    cfg = from_mapping(Config, raw)
+    check_values(cfg)
     return cfg
 
 

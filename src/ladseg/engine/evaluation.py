@@ -19,6 +19,7 @@ from tqdm import tqdm
 from ladseg.engine.dist import is_main_process
 from ladseg.engine.inference import (
     INFERENCE_MODES,
+    InferenceSettings,
     infer,
     multiscale_inference,
     slide_inference,
@@ -89,16 +90,10 @@ def evaluate(
     was_training = model.training
     model.eval()
     cm = ConfusionMatrix(num_classes, ignore_index, device)
-    kwargs: dict[str, Any] = {}
-    if mode == "slide" or (mode == "multiscale" and scale_mode == "slide"):
-        if crop_size is None:
-            raise ValueError("slide inference needs crop_size")
-        kwargs.update(crop_size=list(crop_size), stride=list(stride) if stride else None)
-    if mode == "multiscale":
-        kwargs.update(
-            scales=list(scales), flip=flip, scale_mode=scale_mode,
-            average=multiscale_average, rounding=multiscale_rounding,
-        )  # fmt: skip
+    kwargs = InferenceSettings(
+        mode, list(crop_size) if crop_size else None, list(stride) if stride else None, list(scales), flip,
+        scale_mode, multiscale_average, multiscale_rounding,
+    ).kwargs()  # fmt: skip
     ctx = autocast or contextlib.nullcontext
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
     bar = tqdm(

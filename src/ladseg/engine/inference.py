@@ -19,12 +19,15 @@ input and returns N x K x H x W scores at the input size:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ladseg.errors import LadsegError
 from ladseg.models.segmentor import ALIGN_CORNERS, resize_logits
 from ladseg.registry import Registry
 
@@ -143,3 +146,77 @@ def multiscale_inference(
 def infer(model: nn.Module, x: Tensor, mode: str = "whole", **kwargs: object) -> Tensor:
     """Scores N x K x H x W at the input size with the named mode (see the module docstring)."""
     return INFERENCE_MODES.build(mode, model, x, **kwargs)
+
+
+@dataclass
+class InferenceSettings:
+    """One inference mode and its options: the single place where they become :func:`infer` keywords.
+
+    ``ladseg eval``, ``ladseg predict``, validation and the Python API all go through
+    :meth:`resolve` (options given, else a saved ``eval`` section, else defaults) and :meth:`kwargs`.
+    """
+
+    mode: str = "whole"
+    crop_size: list[int] | None = None  # sliding window; needed by slide (and multiscale over slide)
+    stride: list[int] | None = None  # None: 2/3 of the window
+    scales: list[float] = field(default_factory=lambda: [1.0])
+    flip: bool = False
+    scale_mode: str = "whole"
+    average: str = "probs"
+    rounding: str = "round"
+
+    @property
+    def slides(self) -> bool:
+        return self.mode == "slide" or (self.mode == "multiscale" and self.scale_mode == "slide")
+
+    @classmethod
+    def resolve(
+        cls,
+        saved_eval: Mapping[str, Any] | None = None,
+        saved_data: Mapping[str, Any] | None = None,
+        **given: Any,
+    ) -> InferenceSettings:
+        """Options ``given`` (None = not given; ``flip`` adds to the saved one), else the saved ``eval``
+        section (a config's, or a checkpoint's training config), else the defaults; the window
+        defaults to ``data.crop_size``."""
+        saved = {k: v for k, v in (saved_eval or {}).items() if v is not None}
+        chosen = {**saved, **{k: v for k, v in given.items() if v is not None and k != "flip"}}
+        crop = chosen.get("crop_size") or (saved_data or {}).get("crop_size")
+        return cls(
+            mode=chosen.get("mode", "whole"),
+            crop_size=[int(c) for c in crop] if crop else None,
+            stride=[int(s) for s in chosen["stride"]] if chosen.get("stride") else None,
+            scales=[float(s) for s in chosen.get("scales") or [1.0]],
+            flip=bool(given.get("flip")) or bool(saved.get("flip")),
+            scale_mode=chosen.get("scale_mode", "whole"),
+            average=chosen.get("average", "probs"),
+            rounding=chosen.get("rounding", "round"),
+        )
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`infer` for this mode; a window that cannot work is a LadsegError."""
+        if self.mode not in INFERENCE_MODES:
+            raise LadsegError(
+                f"unknown inference mode {self.mode!r}; valid: {', '.join(INFERENCE_MODES.names())}"
+            )
+        out: dict[str, Any] = {}
+        if self.slides:
+            if not self.crop_size:
+                raise LadsegError("slide inference needs a window: --crop-size H W (crop_size)")
+            if self.stride and any(s > c for s, c in zip(self.stride, self.crop_size, strict=True)):
+                raise LadsegError(
+                    f"--stride {' '.join(map(str, self.stride))} is larger than the window "
+                    f"{' '.join(map(str, self.crop_size))}: the pixels between two windows would get no prediction"
+                )
+            out.update(crop_size=list(self.crop_size), stride=list(self.stride) if self.stride else None)
+        if self.mode == "multiscale":
+            out.update(
+                scales=list(self.scales), flip=self.flip, scale_mode=self.scale_mode,
+                average=self.average, rounding=self.rounding,
+            )  # fmt: skip
+        return out
+
+    def describe(self) -> str:
+        """``whole``, ``multiscale scales=[...] +flip``: how a report names the mode."""
+        scales = f" scales={self.scales}" if self.mode == "multiscale" else ""
+        return self.mode + scales + (" +flip" if self.flip else "")

@@ -1,18 +1,68 @@
-"""The contract of a distillation loss, plus the shared pieces every method needs.
+"""The contract of a distillation loss, its registry, and the shared pieces every method needs.
 
-A distillation loss compares a student's :class:`SegOutput` with a teacher's. Losses that own
-parameters (feature adapters, projectors) are ``nn.Module`` children of the method, so they are
-trained and saved with the method state but are not part of the exported student.
+A distillation loss compares a student's :class:`SegOutput` with a teacher's. It is built as
+``cls(student_channels, teacher_channels, num_classes, *, ignore_index, **params)``: the first four
+come from the method (the label's ignore index is the dataset's, never a loss option), ``params``
+from the config. Its config parameters are exactly its constructor's keyword parameters;
+:meth:`DistillLoss.params_class` turns them into the typed section that the config validator checks
+(``method.kd_losses[i]``), so a loss declares its options once, in its signature.
+Losses that own parameters (feature adapters, projectors) are ``nn.Module`` children of the method,
+so they are trained and saved with the method state but are not part of the exported student.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import dataclasses
+import inspect
+from dataclasses import dataclass
+from typing import Any, ClassVar, get_type_hints
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ladseg.errors import ConfigError
 from ladseg.models.segmentor import SegOutput, resize_logits
+from ladseg.registry import Registry
+from ladseg.schema import from_mapping
+
+#: the label value of "no label" when the caller does not say (the datasets' convention)
+IGNORE_INDEX = 255
+#: constructor parameters every loss gets from the method, not from the config
+_CONTRACT = ("self", "student_channels", "teacher_channels", "num_classes", "ignore_index")
+
+
+@dataclass
+class LossParams:
+    """One entry of ``method.kd_losses``: the loss ``name`` (the tag), its ``weight`` and its options.
+
+    ``weight: null`` takes the loss's ``default_weight``. Each registered loss has a subclass with
+    its own options (:meth:`DistillLoss.params_class`), chosen by ``name`` when the config is read.
+    """
+
+    name: str
+    weight: float | None = None
+
+    config_tag: ClassVar[str] = "name"
+
+    @classmethod
+    def config_variant(cls, raw: dict[str, Any], key: str) -> type:
+        """The typed section of the loss ``raw["name"]`` names (an unknown name is a ConfigError)."""
+        if cls is not LossParams:  # a loss's own section: already chosen
+            return cls
+        name = raw.get("name")
+        if not isinstance(name, str) or name not in LOSSES:
+            raise ConfigError(
+                f"config key '{key}.name': expected one of {', '.join(LOSSES.names())}, got {name!r}"
+            )
+        return LOSSES.get(name).params_class()
+
+    def options(self) -> dict[str, Any]:
+        """The loss's own keyword arguments (everything but ``name`` and ``weight``)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("name", "weight")
+        }
 
 
 class DistillLoss(nn.Module):
@@ -20,8 +70,8 @@ class DistillLoss(nn.Module):
 
     ``forward(student, teacher, mask) -> scalar``: ``student``/``teacher`` are the two networks'
     :class:`SegOutput`; teacher tensors arrive detached (the caller runs it under ``no_grad``);
-    ``mask`` is the N x H x W label (255 = ignore) at input resolution, for losses that use it.
-    The method multiplies the result by the config's ``weight`` (``default_weight`` if unset).
+    ``mask`` is the N x H x W label (``ignore_index`` = no label) at input resolution, for losses
+    that use it. The method multiplies the result by the config's ``weight`` (``default_weight`` if unset).
     """
 
     default_weight: ClassVar[float] = 1.0
@@ -29,16 +79,60 @@ class DistillLoss(nn.Module):
     #: (a frozen teacher runs in eval mode, where a segmentor skips its auxiliary head).
     uses_teacher_aux: bool = False
 
-    def __init__(self, student_channels: int, teacher_channels: int, num_classes: int, **params: Any) -> None:
+    def __init__(
+        self,
+        student_channels: int,
+        teacher_channels: int,
+        num_classes: int,
+        *,
+        ignore_index: int = IGNORE_INDEX,
+    ) -> None:
         super().__init__()
-        if params:
-            raise TypeError(f"{type(self).__name__} got unknown parameter(s) {sorted(params)}")
         self.student_channels = student_channels
         self.teacher_channels = teacher_channels
         self.num_classes = num_classes
+        self.ignore_index = int(ignore_index)
 
     def forward(self, student: SegOutput, teacher: SegOutput, mask: Tensor) -> Tensor:  # pragma: no cover
         raise NotImplementedError
+
+    @classmethod
+    def params_class(cls) -> type[LossParams]:
+        """The typed config section of this loss: ``name``, ``weight`` and its constructor's options."""
+        cached = cls.__dict__.get("_params_class")
+        if cached is not None:
+            return cached
+        hints = get_type_hints(cls.__init__)
+        options = [
+            (p.name, hints[p.name], dataclasses.field(default=p.default))
+            for p in inspect.signature(cls.__init__).parameters.values()
+            if p.name not in _CONTRACT and p.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+        made = dataclasses.make_dataclass(f"{cls.__name__}Params", options, bases=(LossParams,))
+        made.__module__ = cls.__module__
+        cls._params_class = made
+        return made
+
+
+LOSSES: Registry[type[DistillLoss]] = Registry("loss")
+
+
+def build_loss(
+    name: str,
+    student_channels: int,
+    teacher_channels: int,
+    num_classes: int,
+    ignore_index: int = IGNORE_INDEX,
+    **params: Any,
+) -> DistillLoss:
+    """Build a registered distillation loss; options are checked by the config validator, so an
+    unknown name, an unknown option or a wrong type is a :class:`ConfigError` naming it."""
+    try:
+        cls = LOSSES.get(name)
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from None
+    spec = from_mapping(cls.params_class(), {"name": name, **params}, f"loss {name}")
+    return cls(student_channels, teacher_channels, num_classes, ignore_index=ignore_index, **spec.options())
 
 
 def align_to(student: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
@@ -52,7 +146,7 @@ def align_to(student: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def seg_ce(
-    out: SegOutput, mask: Tensor, ignore_index: int = 255, aux_weight: float = 0.0
+    out: SegOutput, mask: Tensor, ignore_index: int = IGNORE_INDEX, aux_weight: float = 0.0
 ) -> tuple[Tensor, Tensor]:
     """Cross-entropy of the main logits and of the auxiliary logits (0 when absent), logits up-sampled to the mask.
 

@@ -1,7 +1,8 @@
 """Training methods (task modules): supervised, LAD teacher, distillation, KD baselines.
 
-``build_method(name, params, student, num_classes, ignore_index, teacher)`` is what the engine
-calls; each method module registers itself in ``METHODS`` when imported below.
+``build_method(name, params, student, num_classes, ignore_index, teacher, normalize)`` is what the
+engine calls. The registry ``METHODS`` lives beside the base class (``base.py``); each method module
+registers itself there and is imported explicitly below.
 """
 
 from __future__ import annotations
@@ -9,37 +10,34 @@ from __future__ import annotations
 from typing import Any
 
 from ladseg.errors import ConfigError
-from ladseg.methods.base import Batch, Method, MethodParams
+from ladseg.losses.base import IGNORE_INDEX
+from ladseg.methods import distill, lad_teacher, supervised  # noqa: F401  (registration)
+from ladseg.methods.base import METHODS, Batch, InputNormalization, Method, MethodParams
 from ladseg.models.segmentor import Segmentor
-from ladseg.registry import Registry
-
-METHODS: Registry[type[Method]] = Registry("method")
 
 
 def build_method(
     name: str,
-    params: dict[str, Any] | None,
+    params: dict[str, Any] | MethodParams | None,
     student: Segmentor,
     num_classes: int,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     teacher: Segmentor | None = None,
-    normalize: str | None = None,
+    normalize: InputNormalization | None = None,
 ) -> Method:
     """Build a registered method; bad names, parameters or teacher/student pairs are :class:`ConfigError`.
 
-    ``params`` is the config's ``method:`` mapping (``name`` is ignored). A method with
-    ``needs_teacher`` requires ``teacher`` (frozen and attached here, outside the module tree).
-    ``normalize`` names the batches' normalisation (``data.normalize``): a teacher whose checkpoint
-    declares another input gets the batch converted, and ``auto`` label scales follow it.
+    ``params`` is the config's ``method:`` section, typed or a mapping (``name`` is ignored). A method
+    with ``needs_teacher`` requires ``teacher`` (frozen and attached here, outside the module tree).
+    ``normalize`` says how the batches are normalised (the engine's
+    :func:`~ladseg.engine.inputs.input_normalization`): a teacher whose checkpoint declares another
+    input gets the batch converted, and label scales given by name (``auto``, ``imagenet``) follow it.
     """
     try:
         cls = METHODS.get(name)
     except KeyError as exc:
         raise ConfigError(str(exc.args[0])) from None
-    try:
-        parsed = cls.parse_params(params)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"method {name!r}: {exc}") from exc
+    parsed = cls.parse_params(params)
     if student.num_classes != num_classes:
         raise ConfigError(
             f"the model predicts {student.num_classes} classes but the dataset has {num_classes}"
@@ -61,7 +59,4 @@ def build_method(
     return method
 
 
-# Importing the method modules fills the registry.
-from ladseg.methods import distill, lad_teacher, supervised  # noqa: E402,F401
-
-__all__ = ["METHODS", "Batch", "Method", "MethodParams", "build_method"]
+__all__ = ["METHODS", "Batch", "InputNormalization", "Method", "MethodParams", "build_method"]

@@ -9,22 +9,60 @@ DistributedDataParallel. A frozen teacher is held *outside* the module tree
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 
+from ladseg.errors import ConfigError
 from ladseg.models.segmentor import Segmentor
+from ladseg.registry import Registry
+from ladseg.schema import from_mapping
 
-Batch = dict[str, Tensor]  # "image": N x 3 x H x W float, "mask": N x H x W long (255 = ignore)
+Batch = dict[str, Tensor]  # "image": N x 3 x H x W float, "mask": N x H x W long (ignore_index = no label)
 
 
 @dataclass
 class MethodParams:
-    """Base of each method's typed parameters (the ``method:`` section of a config)."""
+    """Base of each method's typed parameters (the ``method:`` section of a config).
 
+    ``name`` is the tag of the section: it picks the registered method whose ``Params`` subclass
+    checks the other keys when the config is read (:func:`ladseg.schema.from_mapping`).
+    """
+
+    name: str = "supervised"
     aux_weight: float = 0.4
+
+    config_tag: ClassVar[str] = "name"
+
+    @classmethod
+    def config_variant(cls, raw: dict[str, Any], key: str) -> type:
+        """The ``Params`` of the method ``raw["name"]`` names (default ``supervised``)."""
+        if cls is not MethodParams:  # a method's own Params: already chosen
+            return cls
+        name = raw.get("name", "supervised")
+        if not isinstance(name, str):
+            raise ConfigError(f"config key '{key}.name': expected a method name, got {name!r}")
+        try:
+            return METHODS.get(name).Params
+        except KeyError as exc:
+            raise ConfigError(f"config key '{key}.name': {exc.args[0]}") from None
+
+
+@dataclass(frozen=True)
+class InputNormalization:
+    """How the batches are normalised, as the engine tells a method (methods do not import the data package).
+
+    name: ``data.normalize``. label_scales: the LAD label scale of every normalisation name (what
+    ``scale: auto`` or ``scale: imagenet`` of a label encoding means). convert: ``convert(x, source,
+    target)`` re-normalises a batch, for a teacher whose checkpoint reads another input.
+    """
+
+    name: str
+    label_scales: Mapping[str, float]
+    convert: Callable[[Tensor, str, str], Tensor] | None = None
 
 
 class Method(nn.Module):
@@ -47,13 +85,22 @@ class Method(nn.Module):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self._teacher: list[Segmentor] = []  # a list hides it from nn.Module registration
-        #: the normalisation of the batches (``data.normalize``); None when the caller did not say
-        self.data_normalize: str | None = None
+        #: how the batches are normalised (``data.normalize``); None when the caller did not say
+        self.normalization: InputNormalization | None = None
 
-    def set_data_normalization(self, name: str | None) -> None:
+    @property
+    def data_normalize(self) -> str | None:
+        """The name of the batches' normalisation (None when the caller did not say)."""
+        return self.normalization.name if self.normalization is not None else None
+
+    @property
+    def label_scales(self) -> Mapping[str, float] | None:
+        return self.normalization.label_scales if self.normalization is not None else None
+
+    def set_data_normalization(self, normalization: InputNormalization | None) -> None:
         """Say how the batch images are normalised, so inputs of other normalisations (a teacher's,
         a label channel's scale) can be derived from it. Called before :meth:`set_teacher`."""
-        self.data_normalize = name
+        self.normalization = normalization
 
     # -- teacher -----------------------------------------------------------------------
     def set_teacher(self, teacher: Segmentor) -> None:
@@ -91,19 +138,13 @@ class Method(nn.Module):
         return self.student
 
     @classmethod
-    def parse_params(cls, raw: dict[str, Any] | None) -> MethodParams:
-        """Typed parameters from a config dict; an unknown key is an error naming the valid ones."""
-        raw = dict(raw or {})
-        raw.pop("name", None)
-        valid = {f.name for f in fields(cls.Params)}
-        unknown = sorted(set(raw) - valid)
-        if unknown:
-            raise ValueError(
-                f"unknown key(s) {unknown} in method section for {cls.__name__}; valid: {sorted(valid)}"
-            )
-        return cls.Params(**raw)
+    def parse_params(cls, raw: dict[str, Any] | MethodParams | None) -> MethodParams:
+        """Typed parameters from a ``method:`` mapping (or typed ones, checked again), by the config's
+        one validator: an unknown key or a wrong type is a ConfigError naming ``method.<key>``."""
+        if isinstance(raw, MethodParams):
+            raw = dataclasses.asdict(raw)
+        raw = {k: v for k, v in (raw or {}).items() if k != "name"}
+        return from_mapping(cls.Params, raw, "method")
 
 
-def zero_like_loss(ref: Tensor) -> Tensor:
-    """A zero that keeps device/dtype (for absent optional terms)."""
-    return torch.zeros((), device=ref.device, dtype=ref.dtype)
+METHODS: Registry[type[Method]] = Registry("method")

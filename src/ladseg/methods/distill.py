@@ -22,22 +22,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.distributed as torch_dist
 from torch import Tensor, nn
 
-from ladseg.data.transforms import get_normalization, renormalize
-from ladseg.engine.dist import is_main_process
 from ladseg.errors import ConfigError
-from ladseg.losses import LOSSES, DistillLoss, build_loss
-from ladseg.losses.base import seg_ce
-from ladseg.methods import METHODS
-from ladseg.methods.base import Batch, Method, MethodParams
-from ladseg.methods.label_encoding import AUTO, EncoderParams, LabelEncoder, declared_encoding, resolve_scale
+from ladseg.losses.base import IGNORE_INDEX, LOSSES, DistillLoss, LossParams, seg_ce
+from ladseg.methods.base import METHODS, Batch, Method, MethodParams
+from ladseg.methods.label_encoding import (
+    AUTO,
+    LabelEncoder,
+    TeacherLabelParams,
+    declared_encoding,
+    resolve_scale,
+)
 from ladseg.methods.lad_teacher import check_label_input
 from ladseg.models.segmentor import Segmentor, SegOutput
 
 
-def _default_kd_losses() -> list[dict[str, Any]]:
-    return [{"name": "cwd", "weight": 3.0, "tau": 4.0}]
+def _default_kd_losses() -> list[LossParams]:
+    return [LOSSES.get("cwd").params_class()(name="cwd", weight=3.0, tau=4.0)]
+
+
+def _is_main_process() -> bool:
+    return not (torch_dist.is_available() and torch_dist.is_initialized()) or torch_dist.get_rank() == 0
 
 
 @dataclass
@@ -45,15 +52,17 @@ class DistillParams(MethodParams):
     """The ``method:`` section of a distillation config.
 
     aux_weight: student auxiliary-head weight (0.02 in the LAD reference's student run).
-    kd_losses: list of ``{name, weight, **loss params}``; weight defaults to the loss's ``default_weight``.
-    teacher_label: label encoding of a label-assisted teacher (fixed codes; ``noise`` 0.02 by default;
-        ``kind`` and ``scale`` must match how the teacher was trained; ``scale: auto``, the default,
-        takes it from the teacher's checkpoint).
+    kd_losses: list of ``{name, weight, **loss params}``, each typed by its loss (``LossParams``);
+        weight null takes the loss's ``default_weight``.
+    teacher_label: label encoding of a label-assisted teacher (``TeacherLabelParams``: fixed codes,
+        ``noise`` 0.02; ``kind`` and ``scale`` must match how the teacher was trained; ``scale: auto``,
+        the default, takes it from the teacher's checkpoint).
     """
 
+    name: str = "distill"
     aux_weight: float = 0.02
-    kd_losses: list[dict[str, Any]] = field(default_factory=_default_kd_losses)
-    teacher_label: dict[str, Any] = field(default_factory=dict)
+    kd_losses: list[LossParams] = field(default_factory=_default_kd_losses)
+    teacher_label: TeacherLabelParams = field(default_factory=TeacherLabelParams)
 
 
 @torch.no_grad()
@@ -77,29 +86,19 @@ class Distill(Method):
     needs_teacher = True
 
     def __init__(
-        self, student: Segmentor, params: DistillParams, num_classes: int, ignore_index: int = 255
+        self, student: Segmentor, params: DistillParams, num_classes: int, ignore_index: int = IGNORE_INDEX
     ) -> None:
         super().__init__(student, params, num_classes, ignore_index)
         if student.in_channels != 3:
             raise ConfigError(
                 f"the distillation student must read 3 image channels, got in_channels={student.in_channels}"
             )
-        enc = EncoderParams.from_dict(
-            params.teacher_label, where="method.teacher_label", noise=0.02, scale=AUTO
-        )
-        self.teacher_encoder = LabelEncoder(enc, num_classes, ignore_index)
+        self.teacher_encoder = LabelEncoder(params.teacher_label, num_classes, ignore_index)
         #: the normalisation the teacher reads when it differs from the batches' (None: the batch as is)
         self.teacher_normalize: str | None = None
         self.kd_losses = nn.ModuleList()
         self.kd_weights: list[float] = []
         self.kd_names: list[str] = []
-        for i, spec in enumerate(params.kd_losses):
-            if not isinstance(spec, dict) or "name" not in spec:
-                raise ConfigError(f"method.kd_losses[{i}]: expected a mapping with a 'name', got {spec!r}")
-            if spec["name"] not in LOSSES:
-                raise ConfigError(
-                    f"method.kd_losses[{i}]: unknown loss {spec['name']!r}; valid: {LOSSES.names()}"
-                )
 
     def set_teacher(self, teacher: Segmentor) -> None:
         """Attach the frozen teacher, check it fits, and build the losses (adapters need its widths)."""
@@ -111,9 +110,11 @@ class Distill(Method):
         declared = meta.get("normalize")
         self.teacher_normalize = None
         if declared and self.data_normalize and declared != self.data_normalize:
-            get_normalization(declared)  # an unknown name is a ConfigError, not a silent pass-through
+            scales = self.label_scales or {}
+            if declared not in scales:  # an unknown name is a ConfigError, not a silent pass-through
+                raise ConfigError(f"unknown normalization {declared!r}; valid: {', '.join(scales)}")
             self.teacher_normalize = declared
-            if is_main_process():
+            if _is_main_process():
                 print(
                     f"note: the teacher reads {declared!r} input (its checkpoint), the batches are "
                     f"{self.data_normalize!r}: converting them for the teacher each step"
@@ -133,7 +134,7 @@ class Distill(Method):
         (the teacher would read labels at another magnitude than it was trained with).
         """
         enc = self.teacher_encoder.params
-        declared = declared_encoding(meta)
+        declared = declared_encoding(meta, self.label_scales)
         teacher_norm = self.teacher_normalize or meta.get("normalize") or self.data_normalize
         if declared is not None:
             if declared["kind"] != enc.kind:
@@ -142,29 +143,31 @@ class Distill(Method):
                     f"{declared['kind']!r} labels (its checkpoint)"
                 )
             if enc.scale != AUTO:
-                scale = resolve_scale(enc.scale, teacher_norm)
+                scale = resolve_scale(enc.scale, teacher_norm, self.label_scales)
                 if not math.isclose(scale, declared["scale"], rel_tol=1e-6):
                     raise ConfigError(
                         f"method.teacher_label.scale={enc.scale!r} ({scale:g}) but the teacher was trained "
                         f"with label scale {declared['scale']:g} (its checkpoint): set scale: auto"
                     )
             enc = dataclasses.replace(enc, scale=declared["scale"])
-        return LabelEncoder(enc, self.num_classes, self.ignore_index, teacher_norm)
+        scale = resolve_scale(enc.scale, teacher_norm, self.label_scales)
+        return LabelEncoder(enc, self.num_classes, self.ignore_index, scale)
 
     def _build_losses(self, student_channels: int, teacher_channels: int) -> None:
         p: DistillParams = self.params  # type: ignore[assignment]
         for i, spec in enumerate(p.kd_losses):
-            kwargs = {k: v for k, v in spec.items() if k not in ("name", "weight")}
+            cls = LOSSES.get(spec.name)
             try:
-                loss: DistillLoss = build_loss(
-                    spec["name"], student_channels, teacher_channels, self.num_classes, **kwargs
-                )
-            except (ConfigError, TypeError, ValueError) as exc:
-                raise ConfigError(f"method.kd_losses[{i}] ({spec['name']}): {exc}") from exc
+                loss: DistillLoss = cls(
+                    student_channels, teacher_channels, self.num_classes,
+                    ignore_index=self.ignore_index, **spec.options(),
+                )  # fmt: skip
+            except (ConfigError, ValueError) as exc:  # a value out of range, or widths that cannot meet
+                raise ConfigError(f"method.kd_losses[{i}] ({spec.name}): {exc}") from exc
             ref = next(self.student.parameters())
             self.kd_losses.append(loss.to(ref.device))
-            self.kd_weights.append(float(spec.get("weight", loss.default_weight)))
-            name = f"kd_{spec['name']}"
+            self.kd_weights.append(float(spec.weight if spec.weight is not None else loss.default_weight))
+            name = f"kd_{spec.name}"
             self.kd_names.append(name if name not in self.kd_names else f"{name}_{i}")
 
     def _run_teacher(self, teacher: Segmentor, x: Tensor) -> SegOutput:
@@ -181,7 +184,10 @@ class Distill(Method):
         """What the teacher reads: the image, plus the fixed-code label channel for a LAD teacher."""
         x = batch["image"]
         if self.teacher_normalize is not None and self.data_normalize is not None:
-            x = renormalize(x, self.data_normalize, self.teacher_normalize)
+            convert = self.normalization.convert if self.normalization is not None else None
+            if convert is None:
+                raise ConfigError("the teacher reads another normalisation, but no converter was given")
+            x = convert(x, self.data_normalize, self.teacher_normalize)
         teacher = self.teacher
         if teacher is None or teacher.in_channels == 3:
             return x

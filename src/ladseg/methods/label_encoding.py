@@ -17,7 +17,7 @@ and device-agnostic. Optional label corruptions (ablations, off by default) run 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -25,7 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ladseg.errors import ConfigError
+from ladseg.losses.base import IGNORE_INDEX
 from ladseg.registry import Registry
+from ladseg.schema import from_mapping
 
 #: kind -> fn(label in [0, K] with K = ignore, num_classes, fixed, generator) -> N x C x H x W codes.
 ENCODINGS: Registry[Tensor] = Registry("label encoding")
@@ -115,7 +117,7 @@ class CorruptionParams:
 
 @dataclass
 class EncoderParams:
-    """How labels become input channels.
+    """How labels become input channels (``method.encoder`` of a LAD teacher).
 
     kind: ``random_codes`` (reference) or ``onehot``. noise: std of the per-pixel Gaussian noise
     (reference: 0.03 in teacher training, 0.02 in distillation). scale: a number, a normalisation
@@ -129,64 +131,66 @@ class EncoderParams:
     scale: float | str = 1.0
     corruption: CorruptionParams = field(default_factory=CorruptionParams)
 
+    def check_config(self, key: str) -> None:
+        """Values beyond types: a registered kind, noise >= 0 (called by the config validator)."""
+        if self.kind not in ENCODINGS:
+            raise ConfigError(
+                f"config key '{key}.kind': unknown label encoding {self.kind!r}; valid: {ENCODINGS.names()}"
+            )
+        if self.noise < 0:
+            raise ConfigError(f"config key '{key}.noise': must be >= 0, got {self.noise}")
+
     @classmethod
-    def from_dict(
-        cls, raw: dict[str, Any] | EncoderParams | None, where: str = "encoder", **defaults: Any
-    ) -> EncoderParams:
-        """Typed params from a config mapping; an unknown key or kind is a :class:`ConfigError`."""
+    def from_dict(cls, raw: dict[str, Any] | EncoderParams | None, where: str = "encoder") -> EncoderParams:
+        """Typed params from a config mapping, by the config's validator (errors name ``where.<key>``)."""
         if isinstance(raw, EncoderParams):
             return raw
-        raw = {**defaults, **dict(raw or {})}
-        _check_keys(cls, raw, where)
-        corruption = dict(raw.pop("corruption", None) or {})
-        _check_keys(CorruptionParams, corruption, f"{where}.corruption")
-        params = cls(**raw, corruption=CorruptionParams(**corruption))
-        if params.kind not in ENCODINGS:
-            raise ConfigError(
-                f"{where}.kind: unknown label encoding {params.kind!r}; valid: {ENCODINGS.names()}"
-            )
-        if params.noise < 0:
-            raise ConfigError(f"{where}.noise must be >= 0, got {params.noise}")
-        return params
+        return from_mapping(cls, dict(raw or {}), where)
 
 
-def _check_keys(cls: type, raw: dict[str, Any], where: str) -> None:
-    valid = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - valid)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in {where}; valid: {sorted(valid)}")
+@dataclass
+class TeacherLabelParams(EncoderParams):
+    """The label channel a label-assisted teacher reads in distillation (``method.teacher_label``).
+
+    Fixed codes with noise 0.02 (the reference's distillation setting); ``scale: auto`` takes the
+    teacher checkpoint's own scale. ``kind`` and ``scale`` must match how the teacher was trained.
+    """
+
+    noise: float = 0.02
+    scale: float | str = "auto"
 
 
 AUTO = "auto"
 
 
-def resolve_scale(scale: float | str, normalize: str | None = None) -> float:
-    """A number stays; a normalisation name gives its ``label_scale`` (about 1.74 imagenet, 100 reference_bgr).
-
-    ``auto`` is the label scale of ``normalize`` (the input the network reads; ``imagenet`` when unknown).
-    """
+def resolve_scale(
+    scale: float | str, normalize: str | None = None, label_scales: Mapping[str, float] | None = None
+) -> float:
+    """A number stays; a normalisation name gives its label scale from ``label_scales`` (the engine's
+    table: about 1.74 imagenet, 100 reference_bgr); ``auto`` is the label scale of ``normalize`` (the
+    input the network reads; ``imagenet`` when unknown)."""
     if not isinstance(scale, str):
         return float(scale)
-    if scale == AUTO:
-        scale = normalize or "imagenet"
-    try:  # the data package owns the normalisations
-        from ladseg.data.transforms import NORMALIZATIONS
-    except ImportError as exc:  # pragma: no cover - data package absent
+    name = (normalize or "imagenet") if scale == AUTO else scale
+    if not label_scales:
         raise ConfigError(
-            f"label scale {scale!r} needs ladseg.data.transforms.NORMALIZATIONS ({exc})"
-        ) from exc
-    if scale not in NORMALIZATIONS:
-        raise ConfigError(f"label scale {scale!r}: not a normalisation name; valid: {sorted(NORMALIZATIONS)}")
-    return float(NORMALIZATIONS[scale].label_scale)
+            f"label scale {scale!r} names a normalisation, but no label scales were given (build the "
+            "method with normalize=ladseg.engine.inputs.input_normalization(name), or give a number)"
+        )
+    if name not in label_scales:
+        raise ConfigError(f"label scale {scale!r}: not a normalisation name; valid: {sorted(label_scales)}")
+    return float(label_scales[name])
 
 
-def declared_encoding(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def declared_encoding(
+    meta: Mapping[str, Any] | None, label_scales: Mapping[str, float] | None = None
+) -> dict[str, Any] | None:
     """The label encoding (``kind``, ``scale`` as a number) a label-assisted network was trained with.
 
     Read from its checkpoint's meta: a ladseg LAD teacher's saved config (``method.encoder``, the
-    scale resolved against the checkpoint's normalisation); a reference (CIRKD/LAD) checkpoint
-    (``normalize: reference_bgr`` and no ladseg config): the reference's random codes x 100.
-    None when the meta does not say (a network built in memory, an old checkpoint).
+    scale resolved against the checkpoint's normalisation with ``label_scales``); a reference
+    (CIRKD/LAD) checkpoint (``normalize: reference_bgr`` and no ladseg config): the reference's
+    random codes x 100. None when the meta does not say (a network built in memory, an old checkpoint).
     """
     if not meta:
         return None
@@ -198,24 +202,35 @@ def declared_encoding(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
             return None
         enc = dict(method.get("encoder") or {})
         kind = enc.get("kind", EncoderParams.kind)
-        return {"kind": kind, "scale": resolve_scale(enc.get("scale", EncoderParams.scale), normalize)}
+        scale = resolve_scale(enc.get("scale", EncoderParams.scale), normalize, label_scales)
+        return {"kind": kind, "scale": scale}
     if normalize == "reference_bgr":
-        return {"kind": "random_codes", "scale": resolve_scale("reference_bgr")}
+        return {"kind": "random_codes", "scale": resolve_scale("reference_bgr", None, label_scales)}
     return None
 
 
 class LabelEncoder:
-    """Turns an N x H x W label (``ignore_index`` = ignore) into N x C x H x W label channels."""
+    """Turns an N x H x W label (``ignore_index`` = ignore) into N x C x H x W label channels.
+
+    ``scale`` is the resolved multiplier (:func:`resolve_scale`); None takes ``params.scale`` when it
+    is a number, and leaves a named scale unresolved until the method learns the normalisation.
+    """
 
     def __init__(
-        self, params: EncoderParams, num_classes: int, ignore_index: int = 255, normalize: str | None = None
+        self,
+        params: EncoderParams,
+        num_classes: int,
+        ignore_index: int = IGNORE_INDEX,
+        scale: float | None = None,
     ) -> None:
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.params = params
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self.scale = resolve_scale(params.scale, normalize)  # ``auto``: the label scale of ``normalize``
+        if scale is None and not isinstance(params.scale, str):
+            scale = float(params.scale)
+        self.scale = scale
         self._encode = ENCODINGS.get(params.kind)
 
     @property
@@ -243,6 +258,8 @@ class LabelEncoder:
         std = self.params.noise if noise is None else noise
         if std > 0:
             codes = codes + std * _randn(tuple(codes.shape), codes, generator)
+        if self.scale is None:
+            resolve_scale(self.params.scale)  # raises: a named scale needs the normalisation's table
         return codes * self.scale
 
     def to_class_index(self, mask: Tensor) -> Tensor:
@@ -313,6 +330,7 @@ __all__ = [
     "EncoderParams",
     "LabelEncoder",
     "REFERENCE_CODES_MAX_CLASSES",
+    "TeacherLabelParams",
     "channels",
     "corrupt_labels",
     "declared_encoding",

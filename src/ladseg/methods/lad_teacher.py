@@ -18,17 +18,16 @@ channel, to measure how much the teacher leans on the label.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from ladseg.errors import ConfigError
-from ladseg.losses.base import seg_ce
-from ladseg.losses.distill import CONSISTENCY
-from ladseg.methods import METHODS
-from ladseg.methods.base import Batch, Method, MethodParams
-from ladseg.methods.label_encoding import EncoderParams, LabelEncoder
+from ladseg.losses.base import IGNORE_INDEX, seg_ce
+from ladseg.losses.consistency import CONSISTENCY
+from ladseg.methods.base import METHODS, Batch, InputNormalization, Method, MethodParams
+from ladseg.methods.label_encoding import EncoderParams, LabelEncoder, resolve_scale
 from ladseg.models.segmentor import Segmentor, SegOutput
 
 EVAL_LABELS = ("fixed", "random", "none")
@@ -47,14 +46,28 @@ class LADTeacherParams(MethodParams):
         codes, or ``none`` (zeros). eval_noise: noise std of the fixed codes (0.02 as in distillation).
     """
 
+    name: str = "lad_teacher"
     aux_weight: float = 0.4
     consistency: str = "cwd"
     consistency_weight: float = 5.0
     tau: float = 4.0
-    encoder: dict[str, Any] = field(default_factory=dict)
+    encoder: EncoderParams = field(default_factory=EncoderParams)
     two_path_batch: bool = False
     eval_label: str = "fixed"
     eval_noise: float = 0.02
+
+    def check_config(self, key: str) -> None:
+        """Values beyond types (called by the config validator when the config is read)."""
+        if self.consistency not in CONSISTENCY:
+            raise ConfigError(
+                f"config key '{key}.consistency': unknown {self.consistency!r}; valid: {sorted(CONSISTENCY)}"
+            )
+        if self.eval_label not in EVAL_LABELS:
+            raise ConfigError(
+                f"config key '{key}.eval_label': expected one of {EVAL_LABELS}, got {self.eval_label!r}"
+            )
+        if self.tau <= 0:
+            raise ConfigError(f"config key '{key}.tau': must be > 0, got {self.tau}")
 
 
 def check_label_input(model: Segmentor, encoder: LabelEncoder, role: str) -> None:
@@ -87,26 +100,21 @@ class LADTeacher(Method):
     label_input: ClassVar[bool] = True
 
     def __init__(
-        self, student: Segmentor, params: LADTeacherParams, num_classes: int, ignore_index: int = 255
+        self, student: Segmentor, params: LADTeacherParams, num_classes: int, ignore_index: int = IGNORE_INDEX
     ) -> None:
         super().__init__(student, params, num_classes, ignore_index)
-        if params.consistency not in CONSISTENCY:
-            raise ConfigError(
-                f"method.consistency: unknown {params.consistency!r}; valid: {sorted(CONSISTENCY)}"
-            )
-        if params.eval_label not in EVAL_LABELS:
-            raise ConfigError(f"method.eval_label: expected one of {EVAL_LABELS}, got {params.eval_label!r}")
-        if params.tau <= 0:
-            raise ConfigError(f"method.tau must be > 0, got {params.tau}")
-        enc = EncoderParams.from_dict(params.encoder, where="method.encoder")
-        self.encoder = LabelEncoder(enc, num_classes, ignore_index)
+        self.encoder = LabelEncoder(params.encoder, num_classes, ignore_index)
         check_label_input(student, self.encoder, "the LAD teacher (model)")
         self._consistency = CONSISTENCY[params.consistency]
 
-    def set_data_normalization(self, name: str | None) -> None:
-        """``encoder.scale: auto`` becomes the label scale of the batches' normalisation."""
-        super().set_data_normalization(name)
-        self.encoder = LabelEncoder(self.encoder.params, self.num_classes, self.ignore_index, name)
+    def set_data_normalization(self, normalization: InputNormalization | None) -> None:
+        """A named ``encoder.scale`` (``auto``: the batches' own) becomes its number from the engine's table."""
+        super().set_data_normalization(normalization)
+        enc = self.encoder.params
+        scale = None
+        if normalization is not None:
+            scale = resolve_scale(enc.scale, normalization.name, normalization.label_scales)
+        self.encoder = LabelEncoder(enc, self.num_classes, self.ignore_index, scale)
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         p: LADTeacherParams = self.params  # type: ignore[assignment]

@@ -1,6 +1,6 @@
 """Supervised training (the baseline every distillation result is compared with).
 
-loss = CE(main logits up-sampled to the mask) + aux_weight * CE(auxiliary logits), ignoring 255;
+loss = CE(main logits up-sampled to the mask) + aux_weight * CE(auxiliary logits), ignoring unlabelled pixels;
 the reference recipe uses aux_weight 0.4 (PSPNet, Zhao et al. 2017, deep supervision).
 Baselines and distillation run through the same engine and config, so gains are comparable.
 """
@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from ladseg.losses.base import seg_ce
-from ladseg.methods import METHODS
-from ladseg.methods.base import Batch, Method, MethodParams
+from ladseg.methods.base import METHODS, Batch, Method, MethodParams
 
 
 @dataclass
 class SupervisedParams(MethodParams):
     """``method:`` section of a supervised config: ``aux_weight`` (0.4 in the reference)."""
 
+    name: str = "supervised"
     aux_weight: float = 0.4
 
 

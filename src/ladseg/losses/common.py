@@ -1,4 +1,4 @@
-"""Pieces shared by the feature/relation distillation baselines (no loss is registered here).
+"""Pieces shared by the feature/relation distillation losses (no loss is registered here).
 
 Every baseline compares the student's decoder features (or logits) with the teacher's after the
 same three steps: resize the teacher to the student's grid (:func:`align_to`), cut any graph to
@@ -13,8 +13,6 @@ from torch import Tensor, nn
 
 from ladseg.errors import ConfigError
 from ladseg.losses.base import align_to
-
-IGNORE_INDEX = 255
 
 
 def feature_pair(student: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:

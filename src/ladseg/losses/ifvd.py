@@ -8,9 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ladseg.losses import LOSSES
-from ladseg.losses.base import DistillLoss
-from ladseg.losses.kd_utils import IGNORE_INDEX, feature_pair, labels_to
+from ladseg.losses.base import IGNORE_INDEX, LOSSES, DistillLoss
+from ladseg.losses.common import feature_pair, labels_to
 from ladseg.models.segmentor import SegOutput
 
 
@@ -37,7 +36,7 @@ class IFVDLoss(DistillLoss):
     """MSE between the student's and the teacher's pixel-to-prototype cosine maps.
 
     Labels are down-sampled (nearest) to the student's feature grid, the teacher's features are
-    resized to it; prototypes are per image and class. Ignore pixels (255) contribute 0; the mean
+    resized to it; prototypes are per image and class. Ignore pixels contribute 0; the mean
     runs over all pixels by default, as CIRKD's ``CriterionIFV`` (``MSELoss`` over the whole map,
     where an ignore pixel is its own centre on both sides), or over labelled pixels only with
     ``exclude_ignore: true``.
@@ -52,11 +51,11 @@ class IFVDLoss(DistillLoss):
         student_channels: int,
         teacher_channels: int,
         num_classes: int,
-        ignore_index: int = IGNORE_INDEX,
         exclude_ignore: bool = False,
+        *,
+        ignore_index: int = IGNORE_INDEX,
     ) -> None:
-        super().__init__(student_channels, teacher_channels, num_classes)
-        self.ignore_index = int(ignore_index)
+        super().__init__(student_channels, teacher_channels, num_classes, ignore_index=ignore_index)
         self.exclude_ignore = bool(exclude_ignore)
 
     def forward(self, student: SegOutput, teacher: SegOutput, mask: Tensor) -> Tensor:

@@ -16,9 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ladseg.errors import ConfigError
-from ladseg.losses import LOSSES
-from ladseg.losses.base import DistillLoss
-from ladseg.losses.kd_utils import IGNORE_INDEX, feature_pair, labels_to, positive
+from ladseg.losses.base import IGNORE_INDEX, LOSSES, DistillLoss
+from ladseg.losses.common import feature_pair, labels_to, positive
 from ladseg.models.segmentor import SegOutput
 
 
@@ -73,8 +72,10 @@ class CIRKDMiniBatchLoss(DistillLoss):
         num_classes: int,
         tau: float = 0.1,
         pooling: bool = False,
+        *,
+        ignore_index: int = IGNORE_INDEX,
     ) -> None:
-        super().__init__(student_channels, teacher_channels, num_classes)
+        super().__init__(student_channels, teacher_channels, num_classes, ignore_index=ignore_index)
         self.tau = positive("cirkd_minibatch tau", tau)
         self.pooling = bool(pooling)
 
@@ -178,9 +179,10 @@ class CIRKDMemoryLoss(DistillLoss):
         contrast_tau: float = 0.1,
         kd_tau: float = 1.0,
         projector: bool | None = None,
+        *,
         ignore_index: int = IGNORE_INDEX,
     ) -> None:
-        super().__init__(student_channels, teacher_channels, num_classes)
+        super().__init__(student_channels, teacher_channels, num_classes, ignore_index=ignore_index)
         for name, value in [("pixel_memory_size", pixel_memory_size), ("region_memory_size", region_memory_size),
                             ("pixel_contrast_size", pixel_contrast_size), ("region_contrast_size", region_contrast_size),
                             ("pixel_update_freq", pixel_update_freq)]:  # fmt: skip
@@ -191,7 +193,6 @@ class CIRKDMemoryLoss(DistillLoss):
         self.pixel_weight, self.region_weight = float(pixel_weight), float(region_weight)
         self.contrast_tau = positive("cirkd_memory contrast_tau", contrast_tau)
         self.kd_tau = positive("cirkd_memory kd_tau", kd_tau)
-        self.ignore_index = int(ignore_index)
         self.pixel_per_class = min(int(pixel_contrast_size) // num_classes + 1, int(pixel_memory_size))
         self.region_per_class = min(int(region_contrast_size) // num_classes + 1, int(region_memory_size))
         if projector is None:
@@ -265,19 +266,20 @@ class CIRKDLoss(DistillLoss):
         contrast_tau: float = 0.1,
         kd_tau: float = 1.0,
         projector: bool | None = None,
+        *,
         ignore_index: int = IGNORE_INDEX,
     ) -> None:
-        super().__init__(student_channels, teacher_channels, num_classes)
+        super().__init__(student_channels, teacher_channels, num_classes, ignore_index=ignore_index)
         if minibatch_weight < 0:
             raise ConfigError(f"cirkd minibatch_weight must be >= 0, got {minibatch_weight}")
         self.minibatch_weight = float(minibatch_weight)
         self.minibatch = CIRKDMiniBatchLoss(
-            student_channels, teacher_channels, num_classes, minibatch_tau, pooling
+            student_channels, teacher_channels, num_classes, minibatch_tau, pooling, ignore_index=ignore_index
         )
         self.memory = CIRKDMemoryLoss(
             student_channels, teacher_channels, num_classes, pixel_weight, region_weight, pixel_memory_size,
             region_memory_size, pixel_contrast_size, region_contrast_size, pixel_update_freq, contrast_tau, kd_tau,
-            projector, ignore_index,
+            projector, ignore_index=ignore_index,
         )  # fmt: skip
 
     def forward(self, student: SegOutput, teacher: SegOutput, mask: Tensor) -> Tensor:

@@ -13,9 +13,8 @@ from torch import Tensor, autograd, nn
 from torch.func import functional_call
 
 from ladseg.errors import ConfigError
-from ladseg.losses import LOSSES
-from ladseg.losses.base import DistillLoss
-from ladseg.losses.kd_utils import feature_pair
+from ladseg.losses.base import IGNORE_INDEX, LOSSES, DistillLoss
+from ladseg.losses.common import feature_pair
 from ladseg.models.segmentor import SegOutput
 
 
@@ -99,8 +98,10 @@ class SKDLoss(DistillLoss):
         adv_weight: float = 0.1,
         gp_weight: float = 10.0,
         disc_width: int = 64,
+        *,
+        ignore_index: int = IGNORE_INDEX,
     ) -> None:
-        super().__init__(student_channels, teacher_channels, num_classes)
+        super().__init__(student_channels, teacher_channels, num_classes, ignore_index=ignore_index)
         if pairwise_weight < 0 or adv_weight < 0 or gp_weight < 0:
             raise ConfigError("skd pairwise_weight, adv_weight and gp_weight must be >= 0")
         if not 0 < pool_scale <= 1:

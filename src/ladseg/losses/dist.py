@@ -7,9 +7,8 @@ from typing import ClassVar
 from torch import Tensor
 
 from ladseg.errors import ConfigError
-from ladseg.losses import LOSSES
-from ladseg.losses.base import DistillLoss
-from ladseg.losses.kd_utils import feature_pair, positive
+from ladseg.losses.base import IGNORE_INDEX, LOSSES, DistillLoss
+from ladseg.losses.common import feature_pair, positive
 from ladseg.models.segmentor import SegOutput
 
 
@@ -58,8 +57,10 @@ class DISTLoss(DistillLoss):
         beta: float = 1.0,
         gamma: float = 1.0,
         aux_weight: float = 0.4,
+        *,
+        ignore_index: int = IGNORE_INDEX,
     ) -> None:
-        super().__init__(student_channels, teacher_channels, num_classes)
+        super().__init__(student_channels, teacher_channels, num_classes, ignore_index=ignore_index)
         self.tau = positive("dist tau", tau)
         if beta < 0 or gamma < 0 or aux_weight < 0:
             raise ConfigError(
