@@ -32,6 +32,7 @@ from ladseg.demo.report import write_report
 from ladseg.engine.builders import build_split
 from ladseg.engine.checkpoint import build_model_from_checkpoint
 from ladseg.engine.checkpoint_eval import evaluate_checkpoint
+from ladseg.engine.inputs import input_normalization
 from ladseg.engine.logging import read_metrics
 from ladseg.engine.metrics import SegMetrics
 from ladseg.engine.trainer import train
@@ -106,7 +107,13 @@ def predict_samples(
         model.eval()
         x = batch["image"]
         if stage == "teacher":
-            method = build_method(scfg.method_name, scfg.method_params, model, model.num_classes)
+            method = build_method(
+                scfg.method_name,
+                scfg.method,
+                model,
+                model.num_classes,
+                normalize=input_normalization(scfg.data.normalize),
+            )
             x = method.inference_input(batch)
         preds[title] = model.predict(x).argmax(1).numpy()
     return PredictionPanels(

@@ -148,7 +148,7 @@ def recipe_dataset(recipe: DemoRecipe) -> str:
 
 def teacher_encoding_line(recipe: DemoRecipe) -> str:
     """One line naming the teacher's label encoding and its corruptions (from the recipe's teacher config)."""
-    enc = EncoderParams.from_dict(load_config(recipe.teacher).method.get("encoder"))
+    enc: EncoderParams = load_config(recipe.teacher).method.encoder  # a lad_teacher's typed section
     corrupt = {k: v for k, v in vars(enc.corruption).items() if k.endswith("_prob") and v > 0}
     extra = (
         f", corrupted in training ({', '.join(f'{k} {v}' for k, v in corrupt.items())})" if corrupt else ""
