@@ -110,6 +110,8 @@ def load(
     scales: list[float] | None = None,
     flip: bool = False,
     scale_mode: str | None = None,
+    average: str | None = None,
+    rounding: str | None = None,
 ) -> Segmenter:
     """A :class:`Segmenter` for any ladseg checkpoint or reference (CIRKD/LAD) checkpoint.
 
@@ -131,7 +133,7 @@ def load(
     saved_data = config.get("data") if isinstance(config.get("data"), dict) else {}
     settings = InferenceSettings.resolve(
         saved_eval, saved_data, mode=mode, crop_size=crop_size, stride=stride, scales=scales,
-        flip=flip, scale_mode=scale_mode,
+        flip=flip, scale_mode=scale_mode, average=average, rounding=rounding,
     )  # fmt: skip
     return Segmenter(model, meta, settings, resolve_device(device))
 
@@ -186,6 +188,8 @@ def evaluate(
     scales: list[float] | None = None,
     flip: bool = False,
     scale_mode: str | None = None,
+    average: str | None = None,
+    rounding: str | None = None,
     **overrides: Any,
 ) -> SegMetrics:
     """Metrics (mIoU, per-class IoU/Acc) of ``checkpoint`` on the config's dataset ``split``
@@ -194,8 +198,9 @@ def evaluate(
 
     cfg = _config(config, overrides)
     apply_inference_options(
-        cfg, mode=mode, crop_size=crop_size, stride=stride, scales=scales, flip=flip, scale_mode=scale_mode
-    )
+        cfg, mode=mode, crop_size=crop_size, stride=stride, scales=scales, flip=flip, scale_mode=scale_mode,
+        average=average, rounding=rounding,
+    )  # fmt: skip
     metrics, _ = evaluate_checkpoint(cfg, checkpoint, split=split, progress=progress)
     return metrics
 

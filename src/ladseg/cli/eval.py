@@ -33,6 +33,14 @@ def add_inference_args(p: argparse.ArgumentParser, defaults: str = "the config's
         help="sliding-window stride (at most the window; default 2/3 of it)",
     )  # fmt: skip
     p.add_argument("--scale-mode", choices=["whole", "slide"], help="how each scale of multiscale runs")
+    p.add_argument(
+        "--average", choices=["probs", "logits"],
+        help="multiscale: mean of softmax probabilities (default) or of logits (the reference's)",
+    )  # fmt: skip
+    p.add_argument(
+        "--rounding", choices=["round", "floor"],
+        help="multiscale: scaled sizes rounded (default) or floored (the reference's)",
+    )  # fmt: skip
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: run.device / auto)")
 
 
@@ -61,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)  # checks the method section too (a LAD teacher's)
     apply_inference_options(
         cfg, mode=args.mode, scales=args.scales, flip=args.flip, crop_size=args.crop_size,
-        stride=args.stride, scale_mode=args.scale_mode,
+        stride=args.stride, scale_mode=args.scale_mode, average=args.average, rounding=args.rounding,
     )  # fmt: skip
     if args.device:
         cfg.run.device = args.device

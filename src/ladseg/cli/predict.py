@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     outputs = output_paths(images, args.output, args.overlay_format)
     segmenter = load(
         args.checkpoint, args.device or "auto", mode=args.mode, crop_size=args.crop_size, stride=args.stride,
-        scales=args.scales, flip=args.flip, scale_mode=args.scale_mode,
+        scales=args.scales, flip=args.flip, scale_mode=args.scale_mode, average=args.average,
+        rounding=args.rounding,
     )  # fmt: skip
     prepare_output_dir(args.output, "--output")
     palette = np.asarray(segmenter.meta.get("palette") or bit_palette(segmenter.num_classes), dtype=np.uint8)

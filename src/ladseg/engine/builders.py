@@ -52,7 +52,7 @@ def build_split(cfg: Config, split: str, train: bool) -> Any:
     if train:
         transform = build_transforms(
             True, tuple(d.crop_size), scale_range=tuple(d.scale_range), flip=d.flip,
-            photometric=d.photometric, normalize=d.normalize, resize_ratio=d.resize_ratio,
+            photometric=d.photometric, normalize=d.normalize, resize_ratio=d.resize_ratio, pad=d.pad,
         )  # fmt: skip
     else:
         transform = build_transforms(

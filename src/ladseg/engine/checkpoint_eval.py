@@ -93,8 +93,8 @@ def evaluate_checkpoint(
     metrics = evaluation.evaluate(
         network, build_loader_for(cfg, dataset, train=False), model.num_classes, mode=settings.mode,
         crop_size=settings.crop_size, stride=settings.stride, scales=settings.scales, flip=settings.flip,
-        scale_mode=settings.scale_mode,
-        input_fn=input_fn, device=device, progress=progress,
+        scale_mode=settings.scale_mode, multiscale_average=settings.average,
+        multiscale_rounding=settings.rounding, input_fn=input_fn, device=device, progress=progress,
         class_names=list(dataset.classes) or meta.get("class_names"),
     )  # fmt: skip
     return metrics, dataset

@@ -23,6 +23,8 @@ from typing import Any
 import yaml
 
 from ladseg.config_lookup import find_config
+from ladseg.data.transforms import PAD_MODES
+from ladseg.engine.inference import MULTISCALE_AVERAGES, MULTISCALE_ROUNDINGS
 from ladseg.errors import ConfigError
 from ladseg.methods.base import METHODS, MethodParams
 from ladseg.schema import from_mapping
@@ -65,10 +67,18 @@ class DataConfig:
     resize_ratio: float = 1.0
     flip: bool = True
     photometric: bool = False
+    # Where a rescaled image is smaller than the crop: ``mean`` colour (0 after normalisation, as the
+    # reference pads its mean-subtracted input) or ``black`` (before normalising); the mask gets ignore.
+    pad: str = "mean"
     normalize: str = "imagenet"
     batch_size: int = 16
     num_workers: int = 4
     kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def check_config(self, key: str) -> None:
+        """Values beyond types (called by the config validator when the config is read)."""
+        if self.pad not in PAD_MODES:
+            raise ConfigError(f"config key '{key}.pad': expected one of {PAD_MODES}, got {self.pad!r}")
 
 
 @dataclass
@@ -123,7 +133,19 @@ class EvalConfig:
     scales: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
     scale_mode: str = "whole"  # how each scale of multiscale runs: whole | slide
     flip: bool = False
+    # multiscale only: mean of softmax ``probs`` or of ``logits`` (the reference's), scaled sizes
+    # ``round``-ed or ``floor``-ed (the reference's)
+    average: str = "probs"
+    rounding: str = "round"
     batch_size: int = 1
+
+    def check_config(self, key: str) -> None:
+        """Values beyond types (called by the config validator when the config is read)."""
+        for name, valid in (("average", MULTISCALE_AVERAGES), ("rounding", MULTISCALE_ROUNDINGS)):
+            if getattr(self, name) not in valid:
+                raise ConfigError(
+                    f"config key '{key}.{name}': expected one of {valid}, got {getattr(self, name)!r}"
+                )
 
 
 @dataclass

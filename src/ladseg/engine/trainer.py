@@ -246,7 +246,8 @@ class Trainer:
             return evaluate(
                 self.method.eval_model(), loader, self.num_classes, mode=e.mode,
                 crop_size=e.crop_size or d.crop_size, stride=e.stride, scales=e.scales, flip=e.flip,
-                scale_mode=e.scale_mode, input_fn=input_fn or self.method.inference_input, device=self.device,
+                scale_mode=e.scale_mode, multiscale_average=e.average, multiscale_rounding=e.rounding,
+                input_fn=input_fn or self.method.inference_input, device=self.device,
                 class_names=getattr(self.val_set, "classes", None), autocast=self.amp.autocast,
             )  # fmt: skip
 
