@@ -171,7 +171,10 @@ def to_markdown(report: BenchReport) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--models", nargs="+", default=["deeplabv3", "pspnet"], help="segmentors (ResNet-18 backbone)"
+        "--models",
+        nargs="+",
+        default=["deeplabv3", "pspnet"],
+        help="segmentors, each NAME or NAME:BACKBONE (e.g. stdc:stdc1); default backbone --backbone",
     )
     p.add_argument("--backbone", default="resnet18")
     p.add_argument("--batch", type=int, default=2, help="training batch (default 2: CPU-sized)")

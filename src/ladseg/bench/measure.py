@@ -201,6 +201,12 @@ def build_step(
     return run, method
 
 
+def split_model(entry: str, backbone: str) -> tuple[str, str]:
+    """``"stdc:stdc1"`` -> (``"stdc"``, ``"stdc1"``); a plain name takes ``--backbone``."""
+    name, _, own = entry.partition(":")
+    return name, own or backbone
+
+
 def _input_normalization() -> dict[str, Any]:
     """``normalize=`` for ``build_method`` as the engine passes it (ImageNet inputs), where it exists."""
     try:
@@ -230,7 +236,9 @@ def bench_steps(
     fns: dict[tuple[Variant, str], Callable[[dict[str, Tensor]], None]] = {}
     for v, s in keys:
         try:
-            fns[v, s], _ = build_step(model, args.backbone, s, args.classes, device, v, args.amp_mode)
+            fns[v, s], _ = build_step(
+                *split_model(model, args.backbone), s, args.classes, device, v, args.amp_mode
+            )
         except Exception as exc:  # noqa: BLE001 - a variant the platform lacks is reported, not fatal
             results[v, s].error = _error(exc)
     times: dict[tuple[Variant, str], list[float]] = {k: [] for k in fns}
@@ -306,7 +314,7 @@ def bench_eval(model: str, args: argparse.Namespace, device: torch.device) -> li
     from ladseg.engine.inference import infer
     from ladseg.models import build_model
 
-    net = build_model(model, args.backbone, args.classes).to(device).eval()
+    net = build_model(*split_model(model, args.backbone), args.classes).to(device).eval()
     x = torch.randn(1, 3, args.crop, 2 * args.crop, device=device)
     modes = {
         "whole": {},
