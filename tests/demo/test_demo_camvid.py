@@ -55,3 +55,23 @@ def test_quick_camvid_recipe_runs_all_five_stages(tmp_path: Path, capsys) -> Non
     before = {p: p.stat().st_mtime_ns for p in out.glob("seed0/*/last.pth")}
     assert main(["demo", "--quick", "--recipe", str(RECIPE), "--out", str(out), f"data.root={CAMVID}"]) == 0
     assert {p: p.stat().st_mtime_ns for p in out.glob("seed0/*/last.pth")} == before
+
+
+@pytest.mark.skipif(
+    not (CAMVID / "train").is_dir(), reason=f"CamVid not found at {CAMVID} (../shared/data/camvid)"
+)
+def test_quick_camvid_recipe_on_the_imagenet_lite0(tmp_path: Path) -> None:
+    import torch
+
+    out = tmp_path / "camvid_effl0"
+    recipe = RECIPE.with_name("camvid_effl0.yaml")
+    assert main(["demo", "--quick", "--recipe", str(recipe), "--out", str(out), f"data.root={CAMVID}"]) == 0
+    rows = json.loads((out / "report" / "report.json").read_text())["rows"]
+    assert {"baseline", "LAD student", "control", "self-distillation", "teacher (with labels)"} <= set(rows)
+    for stage, channels in (("baseline", 3), ("teacher", 4), ("student", 3)):
+        spec = torch.load(out / "seed0" / stage / "last.pth", weights_only=True)["meta"]["spec"]
+        assert (spec["name"], spec["backbone"], spec["in_channels"]) == (
+            "deeplabv3",
+            "efficientnet_lite0",
+            channels,
+        )
