@@ -3,9 +3,9 @@
 Why a module of its own: every choice here changes seconds per step, never the maths (up to float
 rounding), and each was picked by measurement (``ladseg bench``, docs/bench.md) rather than by habit.
 
-- ``train.channels_last: auto`` is on for CPU and CUDA: on this 2-core CPU it made the DeepLabV3-R18
-  steps 1.2-1.3x faster at batch 4, crop 192 (NCHW was only faster at toy sizes); on GPUs it is what
-  tensor-core convolutions want. The frozen teacher follows the student.
+- ``train.channels_last: auto`` is on for CPU and CUDA: on the idle 2-core CPU it made the
+  DeepLabV3-R18 steps 1.2-1.3x faster at batch 4, crop 192 (issue 16; NCHW was only faster at toy
+  sizes); on GPUs it is what tensor-core convolutions want. The frozen teacher follows the student.
 - ``train.compile: auto`` compiles the student (and the frozen teacher's forward) when the steps left
   in this process repay the compile time (:data:`COMPILE_PAYS_AFTER`), and only where compiling can
   work (a C++ compiler on CPU, Triton on CUDA). Where it fails at the first step (no compiler, an
@@ -35,9 +35,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-#: Steps after which compiling pays on the measuring machine (2-core CPU, DeepLabV3-R18 and STDC1 at
-#: batch 4, crop 192): compile time / (eager step - compiled step), rounded up (docs/bench.md).
-COMPILE_PAYS_AFTER = 300
+#: Steps left from which ``auto`` compiles. Measured on the 2-core CPU (docs/bench.md): compile time /
+#: (eager step - compiled step) was ~150 steps (DeepLabV3-R18 teacher, batch 4, crop 192), ~410
+#: (its supervised step) and ~660 (CamVid STDC1 supervised stage, batch 8, crop 160); rounded up with
+#: margin, since a compile that does not pay is minutes lost. The demo stages (200-600) stay eager.
+COMPILE_PAYS_AFTER = 1000
 #: ``LADSEG_COMPILE_BACKEND=aot_eager`` (tests, debugging) replaces inductor without code generation.
 BACKEND_ENV = "LADSEG_COMPILE_BACKEND"
 MODES = ("auto", "true", "false")
