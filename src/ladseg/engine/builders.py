@@ -227,7 +227,8 @@ def build_optimizer(method: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     """``optim.name`` (SGD by default, AdamW) over the trainable parameters; outside the backbone
     the lr is ``head_lr_mult`` x lr.
 
-    The teacher is not a submodule of the method, so it never reaches the optimiser.
+    The teacher is not a submodule of the method, so it never reaches the optimiser; nor do the
+    parameters a part of the method steps with its own optimiser (``separately_optimized_parameters``).
     """
     o = cfg.optim
     if o.name not in OPTIMIZERS:
@@ -235,7 +236,9 @@ def build_optimizer(method: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     student = getattr(method, "student", None)
     backbone = getattr(student, "backbone", None)
     backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
-    params = [p for p in method.parameters() if p.requires_grad]
+    separate = getattr(method, "separately_optimized_parameters", None)  # e.g. a discriminator's own Adam
+    excluded = {id(p) for p in separate()} if callable(separate) else set()
+    params = [p for p in method.parameters() if p.requires_grad and id(p) not in excluded]
     groups = [
         {"params": [p for p in params if id(p) in backbone_ids], "lr": o.lr},
         {"params": [p for p in params if id(p) not in backbone_ids], "lr": o.lr * o.head_lr_mult},

@@ -6,6 +6,9 @@ Layout (docs/ARCHITECTURE.md "Checkpoints")::
      "meta": {"spec", "class_names", "palette", "normalize", "config", "iteration", "metrics"},
      "state": {"method", "optimizer", "scheduler", "iteration", "rng", ...}}   # resume only
 
+``state.separate_optimizers`` holds the optimisers of the method's parts that step themselves (the
+adversarial loss's discriminator Adam), by module name; their weights are in ``state.method``.
+
 Plain tensors and plain data only, so a checkpoint alone is enough to predict with and loading
 one never runs pickled code. Writes are atomic (temporary file in the same folder, fsync,
 rename) and the previous file is kept as ``<name>.prev``, so a crash mid-write never loses the

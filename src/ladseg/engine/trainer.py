@@ -227,6 +227,7 @@ class Trainer:
         scaler.scale(loss).backward()
         scaler.step(self.optimizer)
         scaler.update()
+        terms = {**terms, **self.method.after_optimizer_step()}  # e.g. a discriminator's own step
         if self.ema is not None:
             self.ema.update(self.method.export_model())
         self.iteration += 1
@@ -275,6 +276,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.schedule.state_dict(),
                 "scaler": self.amp.scaler.state_dict(),
+                "separate_optimizers": self.method.separate_optimizer_state(),
                 "iteration": self.iteration,
                 "best_miou": self.best_miou,
                 "rng": get_rng_state(),
@@ -295,6 +297,9 @@ class Trainer:
         self.schedule.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self.amp.scaler.load_state_dict(state["scaler"])
+        fresh = self.method.load_separate_optimizer_state(state.get("separate_optimizers") or {})
+        if fresh and is_main_process():
+            print(f"{path} has no optimiser state for {', '.join(fresh)}; starting it fresh")
         if self.ema is not None:
             if state.get("ema"):
                 self.ema.load_state_dict(state["ema"])

@@ -8,7 +8,18 @@ and a line here).
 
 from __future__ import annotations
 
-from ladseg.losses import at, cirkd, cwd, dist, fitnets, ifvd, kd, mse, skd  # noqa: F401  (registration)
+from ladseg.losses import (  # noqa: F401  (registration)
+    adversarial,
+    at,
+    cirkd,
+    cwd,
+    dist,
+    fitnets,
+    ifvd,
+    kd,
+    mse,
+    skd,
+)
 from ladseg.losses.base import IGNORE_INDEX, LOSSES, DistillLoss, LossParams, align_to, build_loss, seg_ce
 
 __all__ = ["IGNORE_INDEX", "LOSSES", "DistillLoss", "LossParams", "align_to", "build_loss", "seg_ce"]

@@ -124,6 +124,46 @@ class Method(nn.Module):
     def forward(self, batch: Batch) -> dict[str, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # -- parts with their own optimiser (e.g. the adversarial loss's discriminator) -----------
+    # A submodule that has ``after_optimizer_step()`` (-> logged terms), ``separately_optimized_parameters()``,
+    # ``optimizer_state_dict()`` and ``load_optimizer_state_dict(state)`` steps its own parameters.
+    def _separately_optimized(self) -> list[tuple[str, nn.Module]]:
+        return [
+            (name, m)
+            for name, m in self.named_modules()
+            if m is not self and callable(getattr(m, "after_optimizer_step", None))
+        ]
+
+    def separately_optimized_parameters(self) -> list[nn.Parameter]:
+        """Parameters the engine's optimiser must leave out (their module steps them itself)."""
+        return [p for _, m in self._separately_optimized() for p in m.separately_optimized_parameters()]
+
+    def term_name(self, module_name: str) -> str:
+        """The log name of a submodule's terms (its attribute path; ``distill`` uses the loss's term name)."""
+        return module_name.replace(".", "_")
+
+    def after_optimizer_step(self) -> dict[str, Tensor]:
+        """Called by the engine once after each optimiser step: the separate steps, their logged terms."""
+        terms: dict[str, Tensor] = {}
+        for name, m in self._separately_optimized():
+            for key, value in m.after_optimizer_step().items():
+                terms[f"{self.term_name(name)}_{key}"] = value
+        return terms
+
+    def separate_optimizer_state(self) -> dict[str, Any]:
+        """The state of the parts' own optimisers (saved with the resume state), by module name."""
+        return {name: m.optimizer_state_dict() for name, m in self._separately_optimized()}
+
+    def load_separate_optimizer_state(self, state: Mapping[str, Any]) -> list[str]:
+        """Restore :meth:`separate_optimizer_state`; returns the names that had no saved state."""
+        missing = []
+        for name, m in self._separately_optimized():
+            if name in state:
+                m.load_optimizer_state_dict(state[name])
+            else:
+                missing.append(name)
+        return missing
+
     # -- evaluation --------------------------------------------------------------------
     def inference_input(self, batch: Batch) -> Tensor:
         """What the evaluated network reads for this batch (the image; LAD adds a label channel)."""

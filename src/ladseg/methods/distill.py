@@ -170,6 +170,13 @@ class Distill(Method):
             name = f"kd_{spec.name}"
             self.kd_names.append(name if name not in self.kd_names else f"{name}_{i}")
 
+    def term_name(self, module_name: str) -> str:
+        """``kd_losses.<i>`` -> that loss's term name (``kd_adversarial``)."""
+        head, _, index = module_name.partition(".")
+        if head == "kd_losses" and index.isdigit():
+            return self.kd_names[int(index)]
+        return super().term_name(module_name)
+
     def _run_teacher(self, teacher: Segmentor, x: Tensor) -> SegOutput:
         """The teacher's output; with its auxiliary logits when a loss reads them (eval mode skips them)."""
         if teacher.aux_head is None or not any(fn.uses_teacher_aux for fn in self.kd_losses):
