@@ -3,11 +3,15 @@ and never reaches the engine's optimiser or the exported model."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+import yaml
 from tiny_data import make_folder_dataset, tiny_config
 
 from ladseg.engine.checkpoint import save_checkpoint
@@ -112,3 +116,30 @@ def test_a_typo_in_the_loss_section_names_the_key(tmp_path: Path, tiny_root: Pat
     raw["method"]["kd_losses"] = [{"name": "adversarial", "d_wieght": 0.1}]
     with pytest.raises(ConfigError, match=r"method\.kd_losses\[0\].*d_wieght"):
         config_from_dict({**tiny_config(tiny_root, tmp_path / "r").to_dict(), **raw})
+
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+
+
+@pytest.mark.skipif(not TORCHRUN.is_file(), reason="torchrun not installed next to the interpreter")
+def test_two_gloo_processes_keep_the_discriminator_in_step(tmp_path: Path) -> None:
+    root = make_folder_dataset(tmp_path / "data", n_train=6, n_val=2)
+    cfg = tiny_config(root, tmp_path / "run", **_sections(tmp_path, iters=3))
+    raw = cfg.to_dict()
+    raw["data"]["batch_size"] = 4
+    raw["data"]["scale_range"] = [0.75, 1.5]  # different crops on the two ranks
+    cfg_path = tmp_path / "ddp.yaml"
+    cfg_path.write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    worker = Path(__file__).parents[1] / "distributed" / "ddp_worker.py"
+    proc = subprocess.run(
+        [str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(worker), str(cfg_path), str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["module"] == "DistributedDataParallel"
+    d_keys = [k for k in r0["state"] if "discriminator" in k]
+    assert d_keys
+    for key in r0["state"]:
+        torch.testing.assert_close(r0["state"][key], r1["state"][key], rtol=0, atol=0, msg=key)
