@@ -85,3 +85,16 @@ def drop_records_after(work_dir: str | Path, iteration: int) -> int:
         tmp.write_text("".join(ln + "\n" for ln in keep))
         os.replace(tmp, path)
     return len(lines) - len(keep)
+
+
+def set_aside_old_log(work_dir: Path) -> Path | None:
+    """A fresh start in a used folder keeps the old ``metrics.jsonl`` as ``metrics.previous-N.jsonl``."""
+    log = work_dir / "metrics.jsonl"
+    if not log.is_file():
+        return None
+    n = 1
+    while (work_dir / f"metrics.previous-{n}.jsonl").exists():
+        n += 1
+    aside = work_dir / f"metrics.previous-{n}.jsonl"
+    log.rename(aside)
+    return aside

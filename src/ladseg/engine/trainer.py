@@ -69,24 +69,11 @@ from ladseg.engine.dist import (
 )
 from ladseg.engine.ema import WeightAverage
 from ladseg.engine.evaluation import evaluate, move_batch
-from ladseg.engine.logging import RunLogger, drop_records_after
+from ladseg.engine.logging import RunLogger, drop_records_after, set_aside_old_log
 from ladseg.engine.metrics import SegMetrics
 from ladseg.engine.rng import get_rng_state, seed_everything, set_rng_state
 from ladseg.engine.schedule import PolySchedule
 from ladseg.errors import CheckpointError, ConfigError, LadsegError
-
-
-def set_aside_old_log(work_dir: Path) -> Path | None:
-    """A fresh start in a used folder keeps the old ``metrics.jsonl`` as ``metrics.previous-N.jsonl``."""
-    log = work_dir / "metrics.jsonl"
-    if not log.is_file():
-        return None
-    n = 1
-    while (work_dir / f"metrics.previous-{n}.jsonl").exists():
-        n += 1
-    aside = work_dir / f"metrics.previous-{n}.jsonl"
-    log.rename(aside)
-    return aside
 
 
 class Trainer:
