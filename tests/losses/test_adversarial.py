@@ -97,8 +97,15 @@ def test_config_typos_and_values_are_errors() -> None:
 
 
 @pytest.mark.parametrize("method", ["skd", "ifvd", "cwd"])
-def test_cityscapes_kd_configs_add_the_term_as_cirkd(method: str) -> None:
-    cfg = load_config(f"configs/cityscapes/kd_{method}_deeplabv3_r101_r18_40k_cityscapes_512x1024.yaml")
+@pytest.mark.parametrize(
+    "dataset",
+    [
+        "cityscapes/kd_{}_deeplabv3_r101_r18_40k_cityscapes_512x1024",
+        "voc/kd_{}_deeplabv3_r101_r18_40k_voc_512",
+    ],
+)
+def test_kd_configs_add_the_term_as_cirkd(method: str, dataset: str) -> None:
+    cfg = load_config(f"configs/{dataset.format(method)}.yaml")
     adv = [spec for spec in cfg.method.kd_losses if spec.name == "adversarial"]
     assert len(adv) == 1 and adv[0].weight == 0.001 and adv[0].d_weight == 0.1
     assert adv[0].d_lr == 4e-4 and (adv[0].d_beta1, adv[0].d_beta2) == (0.9, 0.99)
