@@ -192,9 +192,9 @@ def write_report(
     )
     times = ", ".join(f"{k} {v:.0f} s" for k, v in summary["stage_seconds"].items())
     (out / "report.md").write_text(
-        header
-        + table
-        + f"\n\nTraining time per seed (steps only, from each stage's log): {times}. Total: {seconds:.0f} s.\n\n"
+        header + table + f"\n\nTraining time per seed (steps only, from each stage's log): {times}; "
+        f"{sum(summary['stage_seconds'].values()):.0f} s in all. This invocation's wall time, training and "
+        f"evaluation (stages reused from an earlier run count only their evaluation): {seconds:.0f} s.\n\n"
         "![curves](curves.png)\n\n![label-use gap](label_gap.png)\n\n"
         "![predictions](predictions.png)\n"
     )
