@@ -37,8 +37,8 @@ def make_folder_dataset(root: Path, n_train: int = 4, n_val: int = 2, size: int 
     return root
 
 
-def tiny_config(root: Path, work_dir: Path, **sections: dict[str, Any]) -> Config:
-    """FCN-ResNet18 at 32x32, batch 2, on the tiny folder dataset; ``sections`` override keys."""
+def tiny_config_dict(root: Path, work_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """The raw config of :func:`tiny_config`: ``sections`` update the default sections key by key."""
     raw: dict[str, Any] = {
         "run": {"name": "tiny", "work_dir": str(work_dir), "seed": 0, "device": "cpu"},
         "model": {"name": "fcn", "backbone": "resnet18", "head": {"channels": 16}},
@@ -50,4 +50,9 @@ def tiny_config(root: Path, work_dir: Path, **sections: dict[str, Any]) -> Confi
     }  # fmt: skip
     for section, values in sections.items():
         raw.setdefault(section, {}).update(values)
-    return config_from_dict(raw)
+    return raw
+
+
+def tiny_config(root: Path, work_dir: Path, **sections: dict[str, Any]) -> Config:
+    """FCN-ResNet18 at 32x32, batch 2, on the tiny folder dataset; ``sections`` override keys."""
+    return config_from_dict(tiny_config_dict(root, work_dir, **sections))

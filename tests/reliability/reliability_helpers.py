@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import yaml
 from PIL import Image
+from tiny_data import tiny_config_dict
 
 from ladseg.engine.checkpoint import save_checkpoint
 from ladseg.models import build_model
@@ -20,16 +21,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def config_dict(root: Path, work_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:
-    """FCN-MobileNetV2 at 32x32, batch 2, CPU; ``sections`` update the default sections."""
-    raw: dict[str, Any] = {
-        "run": {"name": "tiny", "work_dir": str(work_dir), "seed": 0, "device": "cpu"},
-        "model": {"name": "fcn", "backbone": "mobilenetv2", "head": {"channels": 8}},
-        "data": {"dataset": "folder", "root": str(root), "crop_size": [32, 32], "scale_range": [1.0, 1.0],
-                 "batch_size": 2, "num_workers": 0},
-        "optim": {"lr": 0.01},
-        "train": {"iters": 2, "val_interval": 100, "log_interval": 1, "checkpoint_interval": 1},
-        "eval": {"mode": "whole", "batch_size": 1},
-    }  # fmt: skip
+    """The tiny config with FCN-MobileNetV2 (head 8), 2 steps, a checkpoint every step, no validation;
+    ``sections`` update the default sections."""
+    raw = tiny_config_dict(
+        root, work_dir, model={"backbone": "mobilenetv2", "head": {"channels": 8}},
+        train={"iters": 2, "val_interval": 100, "log_interval": 1, "checkpoint_interval": 1},
+    )  # fmt: skip
     for section, values in sections.items():
         raw.setdefault(section, {}).update(values)
     return raw
