@@ -56,7 +56,7 @@ def run_bench(args: argparse.Namespace) -> BenchReport:
 
     device = resolve_device(args.device)
     if args.amp_mode == "auto":
-        args.amp_mode = "bf16" if device.type == "cpu" or torch.cuda.is_bf16_supported() else "fp16"
+        args.amp_mode = "fp16" if device.type == "cuda" and not torch.cuda.is_bf16_supported() else "bf16"
     if args.amp_mode == "fp16" and device.type != "cuda":
         raise ConfigError("--amp-dtype fp16 needs CUDA; use bf16 on the CPU")
     variants = select_variants(args, device)
@@ -93,29 +93,37 @@ def run_bench(args: argparse.Namespace) -> BenchReport:
 
 
 def select_variants(args: argparse.Namespace, device: torch.device) -> list[Variant]:
-    """The eager NCHW fp32 baseline, one variant per flag, and (``--defaults``) the engine's choice."""
-    from ladseg.engine import acceleration as accel
+    """The eager NCHW fp32 baseline, one variant per flag, their combinations, and the engine's choice.
 
+    Combinations: channels_last with compile and/or autocast when those flags are given together
+    (the defaults on a bf16 CPU are all three), so each combination is timed in the same run.
+    """
+    from ladseg.engine import acceleration as accel
+    from ladseg.engine.amp import resolve_amp_mode
+
+    flags = {"channels_last": args.channels_last, "amp": args.amp, "compile": args.compile}
     variants = [BASELINE]
-    if args.channels_last:
-        variants.append(Variant("channels_last", channels_last=True))
-    if args.amp:
-        variants.append(Variant("amp", amp=True))
-    if args.compile:
-        variants.append(Variant("compile", compile=True))
-    if args.channels_last and args.compile:
-        variants.append(Variant("channels_last+compile", channels_last=True, compile=True))
+    for name in flags:  # one variant per flag
+        if flags[name]:
+            variants.append(Variant(name, **{name: True}))
+    if args.channels_last:  # channels_last with the others (the engine never compiles NCHW)
+        combos = [("amp",), ("compile",), ("amp", "compile")]
+        for combo in combos:
+            if all(flags[c] for c in combo):
+                on = dict.fromkeys(combo, True)
+                variants.append(Variant("+".join(("channels_last", *combo)), channels_last=True, **on))
     if args.defaults:  # a long run's auto choices (train.channels_last/compile/amp: auto)
         compile_it, _ = accel.compile_decision("auto", 10**9, device)
-        flags = {"channels_last": accel.use_channels_last("auto", device), "compile": compile_it,
-                 "amp": device.type == "cuda"}  # fmt: skip
-        on = "+".join(k for k, v in flags.items() if v) or "eager NCHW fp32"
-        same = [v for v in variants[1:] if (v.channels_last, v.compile, v.amp) == tuple(flags.values())]
+        picked = {"channels_last": accel.use_channels_last("auto", device),
+                  "amp": resolve_amp_mode("auto", device) != "none", "compile": compile_it}  # fmt: skip
+        on = "+".join(k for k, v in picked.items() if v) or "eager NCHW fp32"
+        key = (picked["channels_last"], picked["compile"], picked["amp"])
+        same = [v for v in variants[1:] if (v.channels_last, v.compile, v.amp) == key]
         name = f"defaults ({on})"
         if same:  # the same settings time once, under the defaults' name
-            variants[variants.index(same[0])] = Variant(name, **flags)
+            variants[variants.index(same[0])] = Variant(name, **picked)
         else:
-            variants.append(Variant(name, **flags))
+            variants.append(Variant(name, **picked))
     return variants
 
 
