@@ -30,12 +30,15 @@ def test_cpu_defaults_and_the_compile_payoff_rule(monkeypatch: pytest.MonkeyPatc
         accel.use_channels_last("sometimes", CPU)
     monkeypatch.delenv(accel.BACKEND_ENV, raising=False)
     monkeypatch.setattr(accel.shutil, "which", lambda name: f"/usr/bin/{name}")
-    assert accel.compile_decision("auto", accel.COMPILE_PAYS_AFTER - 1, CPU) == (False, None)
-    assert accel.compile_decision("auto", accel.COMPILE_PAYS_AFTER, CPU) == (True, None)
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(accel.importlib.util, "find_spec", lambda name: object())  # "Triton is installed"
+    assert accel.compile_decision("auto", accel.COMPILE_PAYS_AFTER - 1, cuda) == (False, None)
+    assert accel.compile_decision("auto", accel.COMPILE_PAYS_AFTER, cuda) == (True, None)
+    assert accel.compile_decision("auto", 10**9, CPU) == (False, None)  # measured: no gain on the CPU
     assert accel.compile_decision(True, 1, CPU) == (True, None)
     assert accel.compile_decision(False, 10**6, CPU) == (False, None)
     monkeypatch.setattr(accel.shutil, "which", lambda name: None)
-    compile_it, note = accel.compile_decision("auto", 10**6, CPU)
+    compile_it, note = accel.compile_decision(True, 10**6, CPU)
     assert not compile_it and note is not None and "no C++ compiler" in note and "eager" in note
 
 

@@ -55,9 +55,15 @@ def test_optimizer_is_chosen_by_name_with_the_same_param_groups() -> None:
         build_optimizer(M(), config_from_dict({"optim": {"name": "lion"}}))
 
 
-def test_amp_choices_on_cpu() -> None:
+def test_amp_choices_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ladseg.engine import amp
+
     cpu = torch.device("cpu")
-    assert build_amp("auto", cpu).dtype is None
+    monkeypatch.setattr(amp, "cpu_has_native_bf16", lambda: False)
+    assert build_amp("auto", cpu).dtype is None  # bf16 by emulation is slower than fp32
+    monkeypatch.setattr(amp, "cpu_has_native_bf16", lambda: True)
+    assert build_amp("auto", cpu).dtype is torch.bfloat16  # AVX512-BF16 / AMX: measured 1.3-1.7x
+    assert build_amp("none", cpu).dtype is None
     assert build_amp("bf16", cpu).dtype is torch.bfloat16 and not build_amp("bf16", cpu).scaler.is_enabled()
     with pytest.raises(ConfigError, match="fp16 needs a CUDA"):
         build_amp("fp16", cpu)

@@ -32,8 +32,11 @@ def test_tiny_training_writes_run_folder(tiny_root: Path, tmp_path: Path) -> Non
     assert load_config(run / "config.yaml").to_dict() == cfg.to_dict()
 
 
-def test_resume_continues_the_same_run(tiny_root: Path, tmp_path: Path) -> None:
-    overrides = {"train": {"iters": 8, "val_interval": 4, "log_interval": 2, "checkpoint_interval": 100}}
+@pytest.mark.parametrize("amp", ["none", "bf16"])  # bf16: the CPU default where the CPU has bf16 units
+def test_resume_continues_the_same_run(tiny_root: Path, tmp_path: Path, amp: str) -> None:
+    overrides = {
+        "train": {"iters": 8, "val_interval": 4, "log_interval": 2, "checkpoint_interval": 100, "amp": amp}
+    }
     straight = train(tiny_config(tiny_root, tmp_path / "a", **overrides))
     Trainer(tiny_config(tiny_root, tmp_path / "b", **overrides)).fit(until=4)
     assert load_checkpoint(tmp_path / "b" / "last.pth")["state"]["iteration"] == 4
@@ -58,8 +61,9 @@ def test_same_seed_same_metrics(tiny_root: Path, tmp_path: Path) -> None:
     assert first["mIoU"] == second["mIoU"]
 
 
-def test_loss_goes_down_on_a_fixed_batch(tiny_root: Path, tmp_path: Path) -> None:
-    trainer = Trainer(tiny_config(tiny_root, tmp_path / "r", train={"iters": 100}))
+@pytest.mark.parametrize("amp", ["none", "bf16"])
+def test_loss_goes_down_on_a_fixed_batch(tiny_root: Path, tmp_path: Path, amp: str) -> None:
+    trainer = Trainer(tiny_config(tiny_root, tmp_path / "r", train={"iters": 100, "amp": amp}))
     batch = next(trainer._batches())
     losses = [trainer.train_step(batch)["loss"].item() for _ in range(20)]
     assert losses[-1] < 0.5 * losses[0], losses

@@ -3,16 +3,17 @@
 Why a module of its own: every choice here changes seconds per step, never the maths (up to float
 rounding), and each was picked by measurement (``ladseg bench``, docs/bench.md) rather than by habit.
 
-- ``train.channels_last: auto`` is on for CPU and CUDA: on the idle 2-core CPU it made the
-  DeepLabV3-R18 steps 1.2-1.3x faster at batch 4, crop 192 (issue 16; NCHW was only faster at toy
-  sizes); on GPUs it is what tensor-core convolutions want. The frozen teacher follows the student.
-- ``train.compile: auto`` compiles the student (and the frozen teacher's forward) when the steps left
-  in this process repay the compile time (:data:`COMPILE_PAYS_AFTER`), and only where compiling can
-  work (a C++ compiler on CPU, Triton on CUDA). Where it fails at the first step (no compiler, an
-  unsupported op) the run says so in one line and continues eagerly.
-  Compiling is in place (``nn.Module.compile``), so ``state_dict`` keys never gain ``_orig_mod.``:
-  checkpoints, EMA, DDP and resume see the same module as an eager run. Validation runs eagerly
-  (other image sizes would recompile).
+- ``train.channels_last: auto`` is on for CPU and CUDA: on the idle 2-core CPU it made the steps
+  1.03-1.08x faster for DeepLabV3-R18 and STDC1 and 1.5-1.9x for DeepLabV3 on EfficientNet-Lite0
+  at batch 4, crop 192 (issue 16; NCHW was only faster at toy sizes); on GPUs it is what
+  tensor-core convolutions want. The frozen teacher follows the student.
+- ``train.compile: auto`` compiles on CUDA when the steps left in this process repay the compile
+  time (:data:`COMPILE_PAYS_AFTER`, where Triton is installed), and never on the CPU: on the idle
+  2-core CPU, compiling on top of channels_last + bf16 gave 0.97-1.06x for DeepLabV3-R18 and STDC1
+  (and 0.87-1.02x for Lite0) for 13-78 s of compiling per step kind, so nothing repays it there.
+  ``train.compile: true`` still compiles on the CPU (a C++ compiler is needed). Where compiling
+  fails at the first step (no compiler, an unsupported op) the run says so in one line and
+  continues eagerly.
 - The frozen teacher runs under ``torch.inference_mode`` (no autograd bookkeeping at all); its
   outputs are cloned out of inference mode, so losses may save them for backward.
 - CUDA only: ``cudnn.benchmark`` (fixed crop sizes), fused optimiser steps, pinned host memory and
@@ -35,10 +36,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-#: Steps left from which ``auto`` compiles. Measured on the 2-core CPU (docs/bench.md): compile time /
-#: (eager step - compiled step) was ~150 steps (DeepLabV3-R18 teacher, batch 4, crop 192), ~410
-#: (its supervised step) and ~660 (CamVid STDC1 supervised stage, batch 8, crop 160); rounded up with
-#: margin, since a compile that does not pay is minutes lost. The demo stages (200-600) stay eager.
+#: Steps left from which ``auto`` compiles on CUDA. Not measured on a GPU (no GPU was lent to this
+#: project): compile time is about a minute per step kind, and a compiled GPU step commonly saves
+#: 10-30 %, so a thousand steps repay it with margin. On the CPU ``auto`` never compiles: there the
+#: compiled step was no faster than the eager channels_last + bf16 one (docs/bench.md, issue 16).
 COMPILE_PAYS_AFTER = 1000
 #: ``LADSEG_COMPILE_BACKEND=aot_eager`` (tests, debugging) replaces inductor without code generation.
 BACKEND_ENV = "LADSEG_COMPILE_BACKEND"
@@ -118,9 +119,9 @@ def compiler_missing(device: torch.device) -> str | None:
 
 
 def compile_decision(mode: bool | str, steps_left: int, device: torch.device) -> tuple[bool, str | None]:
-    """(compile?, a line to log). ``auto`` compiles when ``steps_left >= COMPILE_PAYS_AFTER``."""
+    """(compile?, a line to log). ``auto`` compiles on CUDA when ``steps_left >= COMPILE_PAYS_AFTER``."""
     mode = tri_state(mode, "train.compile")
-    if mode == "false" or (mode == "auto" and steps_left < COMPILE_PAYS_AFTER):
+    if mode == "false" or (mode == "auto" and (device.type != "cuda" or steps_left < COMPILE_PAYS_AFTER)):
         return False, None
     why = compiler_missing(device)
     if why is not None:

@@ -109,9 +109,10 @@ class TrainConfig:
     val_interval: int = 800
     log_interval: int = 50
     checkpoint_interval: int = 1000
-    amp: str = "auto"  # none | bf16 | fp16 | auto (bf16/fp16 on CUDA, none on CPU)
+    # none | bf16 | fp16 | auto (bf16/fp16 on CUDA, bf16 on CPUs with bf16 units, else none; engine/amp.py)
+    amp: str = "auto"
     # auto | true | false; auto = what measured fastest on the device (ladseg.engine.acceleration):
-    # channels_last on; compile when the run is long enough to repay the compile time
+    # channels_last on; compile on CUDA when the run is long enough to repay it, never on the CPU
     channels_last: bool | str = "auto"
     compile: bool | str = "auto"
     init_checkpoint: str | None = None  # start the student from trained weights (fine-tuning)
