@@ -145,3 +145,11 @@ def test_dry_run_prints_the_resolved_config(tmp_path: Path, capsys: pytest.Captu
     assert printed["train"]["iters"] == 7 and printed["method"]["encoder"]["noise"] == 0.0
     assert printed["method"]["consistency_weight"] == 5.0  # defaults are resolved
     assert not (tmp_path / "run").exists()
+    # overrides may also follow the option, and all of them apply in order
+    args = [str(tmp_path / "c.yaml"), "train.iters=8", "--dry-run", "train.iters=9", "optim.lr=0.5"]
+    assert main(["train", *args]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["train"]["iters"] == 9 and printed["optim"]["lr"] == 0.5
+    with pytest.raises(SystemExit):  # an unknown option is still argparse's error, not an override
+        main(["train", str(tmp_path / "c.yaml"), "--dry-run", "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err

@@ -179,9 +179,24 @@ def write_text_file(path: Path, text: str, what: str) -> None:
         raise LadsegError(f"{what}: cannot write {path}: {describe_os_error(exc)}") from exc
 
 
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Like ``parse_args``, but ``key=value`` overrides may also follow an option.
+
+    argparse fills a ``nargs="*"`` positional once, so ``ladseg train CONFIG --dry-run a=1`` would be
+    an "unrecognized arguments" error; the overrides after the option are appended instead.
+    """
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a]
+    if extra and (stray or not isinstance(getattr(args, "overrides", None), list)):
+        parser.parse_args(argv)  # exits with argparse's own message for what is really unknown
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
