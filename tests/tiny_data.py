@@ -45,9 +45,7 @@ def tiny_config_dict(root: Path, work_dir: Path, **sections: dict[str, Any]) -> 
         "data": {"dataset": "folder", "root": str(root), "crop_size": [32, 32], "scale_range": [1.0, 1.0],
                  "batch_size": 2, "num_workers": 0},
         "optim": {"lr": 0.01},
-        # fp32 pinned: train.amp auto is bf16 only on CPUs with bf16 units, and a test's numbers must
-        # not depend on the CI machine's CPU (bf16 runs are tested with train.amp=bf16 explicitly)
-        "train": {"iters": 4, "val_interval": 4, "log_interval": 2, "checkpoint_interval": 2, "amp": "none"},
+        "train": {"iters": 4, "val_interval": 4, "log_interval": 2, "checkpoint_interval": 2},
         "eval": {"mode": "whole", "batch_size": 1},
     }  # fmt: skip
     for section, values in sections.items():

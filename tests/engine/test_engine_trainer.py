@@ -32,7 +32,7 @@ def test_tiny_training_writes_run_folder(tiny_root: Path, tmp_path: Path) -> Non
     assert load_config(run / "config.yaml").to_dict() == cfg.to_dict()
 
 
-@pytest.mark.parametrize("amp", ["none", "bf16"])  # bf16: the CPU default where the CPU has bf16 units
+@pytest.mark.parametrize("amp", ["auto", "bf16"])  # auto: fp32 on the CPU; bf16: the opt-in
 def test_resume_continues_the_same_run(tiny_root: Path, tmp_path: Path, amp: str) -> None:
     overrides = {
         "train": {"iters": 8, "val_interval": 4, "log_interval": 2, "checkpoint_interval": 100, "amp": amp}
@@ -61,7 +61,7 @@ def test_same_seed_same_metrics(tiny_root: Path, tmp_path: Path) -> None:
     assert first["mIoU"] == second["mIoU"]
 
 
-@pytest.mark.parametrize("amp", ["none", "bf16"])
+@pytest.mark.parametrize("amp", ["auto", "bf16"])
 def test_loss_goes_down_on_a_fixed_batch(tiny_root: Path, tmp_path: Path, amp: str) -> None:
     trainer = Trainer(tiny_config(tiny_root, tmp_path / "r", train={"iters": 100, "amp": amp}))
     batch = next(trainer._batches())

@@ -48,9 +48,6 @@ def test_bench_tiny_run_writes_json(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_bench_times_the_engine_defaults_against_the_eager_step(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ladseg.engine import amp
-
-    monkeypatch.setattr(amp, "cpu_has_native_bf16", lambda: True)  # the defaults of a bf16 CPU
     out = tmp_path / "bench.json"
     argv = ["--models", "deeplabv3", "--batch", "2", "--crop", "32", "--iters", "1", "--warmup", "0",
             "--classes", "3", "--encoder-batch", "2", "--encoder-size", "32", "--skip-eval",
@@ -58,7 +55,7 @@ def test_bench_times_the_engine_defaults_against_the_eager_step(
     assert main(argv) == 0
     assert "| x eager |" in capsys.readouterr().out
     rows = json.loads(out.read_text())["steps"]
-    assert {r["variant"] for r in rows} == {"baseline", "defaults (channels_last+amp)"}
+    assert {r["variant"] for r in rows} == {"baseline", "defaults (channels_last)"}
     for r in rows:
         assert r["error"] is None and r["first_ms"] > 0 and r["compile_s"] is None  # the CPU never compiles
         base = next(b for b in rows if b["variant"] == "baseline" and b["step"] == r["step"])
@@ -71,16 +68,15 @@ def test_bench_variants_combine_the_flags_and_name_the_defaults(monkeypatch: pyt
 
     cpu = torch.device("cpu")
     args = build_parser().parse_args(["bench", "--channels-last", "--amp", "--compile", "--defaults"])
-    monkeypatch.setattr(amp, "cpu_has_native_bf16", lambda: True)
     got = {v.name: (v.channels_last, v.amp, v.compile) for v in select_variants(args, cpu)}
     assert got == {
-        "baseline": (False, False, False), "channels_last": (True, False, False), "amp": (False, True, False),
-        "compile": (False, False, True), "defaults (channels_last+amp)": (True, True, False),
+        "baseline": (False, False, False), "defaults (channels_last)": (True, False, False),
+        "amp": (False, True, False), "compile": (False, False, True), "channels_last+amp": (True, True, False),
         "channels_last+compile": (True, False, True), "channels_last+amp+compile": (True, True, True),
     }  # fmt: skip
-    monkeypatch.setattr(amp, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(amp, "resolve_amp_mode", lambda mode, device: "bf16")  # e.g. a CUDA device's auto
     names = [v.name for v in select_variants(args, cpu)]
-    assert "defaults (channels_last)" in names and "channels_last+amp" in names  # fp32 without bf16 units
+    assert "defaults (channels_last+amp)" in names and "channels_last" in names
 
 
 def test_cli_has_bench_and_export() -> None:

@@ -9,8 +9,9 @@ rounding), and each was picked by measurement (``ladseg bench``, docs/bench.md) 
   tensor-core convolutions want. The frozen teacher follows the student.
 - ``train.compile: auto`` compiles on CUDA when the steps left in this process repay the compile
   time (:data:`COMPILE_PAYS_AFTER`, where Triton is installed), and never on the CPU: on the idle
-  2-core CPU, compiling on top of channels_last + bf16 gave 0.97-1.06x for DeepLabV3-R18 and STDC1
-  (and 0.87-1.02x for Lite0) for 13-78 s of compiling per step kind, so nothing repays it there.
+  2-core CPU, compiling gave 0.95-1.02x alone, 0.99-1.10x on top of channels_last (DeepLabV3-R18)
+  and 0.97-1.06x on top of channels_last + bf16 (DeepLabV3-R18, STDC1) for 13-84 s of compiling
+  per step kind, so nothing repays it there.
   ``train.compile: true`` still compiles on the CPU (a C++ compiler is needed). Where compiling
   fails at the first step (no compiler, an unsupported op) the run says so in one line and
   continues eagerly.
@@ -39,7 +40,7 @@ from torch import Tensor, nn
 #: Steps left from which ``auto`` compiles on CUDA. Not measured on a GPU (no GPU was lent to this
 #: project): compile time is about a minute per step kind, and a compiled GPU step commonly saves
 #: 10-30 %, so a thousand steps repay it with margin. On the CPU ``auto`` never compiles: there the
-#: compiled step was no faster than the eager channels_last + bf16 one (docs/bench.md, issue 16).
+#: compiled step was no faster than the eager one (docs/bench.md, issue 16).
 COMPILE_PAYS_AFTER = 1000
 #: ``LADSEG_COMPILE_BACKEND=aot_eager`` (tests, debugging) replaces inductor without code generation.
 BACKEND_ENV = "LADSEG_COMPILE_BACKEND"

@@ -1,14 +1,13 @@
 """Mixed precision: which autocast dtype and whether a GradScaler is needed.
 
 ``bf16`` works on CPU and recent GPUs without loss scaling; ``fp16`` (CUDA only) needs a
-GradScaler. ``auto`` picks, by measurement (``ladseg bench --amp``, docs/bench.md):
-
-- CUDA: bf16 where the GPU supports it, else fp16;
-- CPU with native bf16 arithmetic (AVX512-BF16 or AMX): bf16. On the 2-core AVX512-BF16 machine
-  of issue 16 the DeepLabV3-R18 steps ran 1.6x faster than in fp32 at batch 4, crop 192, and
-  CamVid trainings reached the fp32 accuracy (docs/bench.md);
-- any other CPU: none (fp32). Without bf16 units oneDNN emulates bf16 by conversion, which is
-  slower than fp32.
+GradScaler. ``auto`` picks bf16 on a GPU that supports it, else fp16 on CUDA, and full precision
+on the CPU. Why not bf16 on a CPU with bf16 units (AVX512-BF16 or AMX), where it is faster: on the
+2-core AVX512-BF16 machine of issue 16 it made the DeepLabV3-R18 steps 1.5-1.7x and the STDC1 steps
+1.3x faster than fp32, but the CamVid STDC1 baseline (1000 steps) ended about 1 mIoU lower over three
+seeds (docs/bench.md). A default that costs accuracy would bias every comparison run on it, so bf16
+on the CPU is one key away (``train.amp=bf16``) with that trade-off stated, not the default.
+Without bf16 units oneDNN emulates bf16 by conversion, slower than fp32: :func:`amp_note` says so.
 
 The losses compute their softmaxes and similarity maps in float32 whatever the autocast dtype
 (``ladseg.losses.common.feature_pair``), and the cross-entropy runs in float32 under autocast.
@@ -49,9 +48,14 @@ def resolve_amp_mode(mode: str, device: torch.device) -> str:
         return mode
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and cpu_has_native_bf16():
-        return "bf16"
     return "none"
+
+
+def amp_note(mode: str, device: torch.device) -> str | None:
+    """A line to print when the chosen precision is a poor fit for the device (None: nothing to say)."""
+    if resolve_amp_mode(mode, device) == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        return "train.amp=bf16: this CPU has no bf16 units (AVX512-BF16/AMX), so bf16 is emulated and slower than fp32"
+    return None
 
 
 def build_amp(mode: str, device: torch.device) -> Amp:

@@ -109,7 +109,7 @@ class TrainConfig:
     val_interval: int = 800
     log_interval: int = 50
     checkpoint_interval: int = 1000
-    # none | bf16 | fp16 | auto (bf16/fp16 on CUDA, bf16 on CPUs with bf16 units, else none; engine/amp.py)
+    # none | bf16 | fp16 | auto (bf16/fp16 on CUDA, none on CPU: bf16 cost accuracy there; engine/amp.py)
     amp: str = "auto"
     # auto | true | false; auto = what measured fastest on the device (ladseg.engine.acceleration):
     # channels_last on; compile on CUDA when the run is long enough to repay it, never on the CPU

@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from ladseg.data.loader import skip_batches
 from ladseg.engine import acceleration as accel
-from ladseg.engine.amp import build_amp
+from ladseg.engine.amp import amp_note, build_amp
 from ladseg.engine.builders import (
     build_loader_for,
     build_method_from_config,
@@ -110,6 +110,8 @@ class Trainer:
             self.optimizer, cfg.train.iters, o.poly_power, o.warmup_iters, o.warmup_ratio
         )
         self.amp = build_amp(cfg.train.amp, self.device)
+        if (note := amp_note(cfg.train.amp, self.device)) and is_main_process():
+            print(note)
         decay = cfg.train.ema_decay
         self.ema = WeightAverage(self.method.export_model(), decay) if decay is not None else None
         self.iteration = 0
