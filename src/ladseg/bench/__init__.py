@@ -96,7 +96,7 @@ def select_variants(args: argparse.Namespace, device: torch.device) -> list[Vari
     """The eager NCHW fp32 baseline, one variant per flag, their combinations, and the engine's choice.
 
     Combinations: channels_last with compile and/or autocast when those flags are given together
-    (the defaults on a bf16 CPU are all three), so each combination is timed in the same run.
+    (CUDA's defaults are all three), so each combination is timed in the same run.
     """
     from ladseg.engine import acceleration as accel
     from ladseg.engine.amp import resolve_amp_mode

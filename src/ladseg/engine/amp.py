@@ -4,10 +4,11 @@
 GradScaler. ``auto`` picks bf16 on a GPU that supports it, else fp16 on CUDA, and full precision
 on the CPU. Why not bf16 on a CPU with bf16 units (AVX512-BF16 or AMX), where it is faster: on the
 2-core AVX512-BF16 machine of issue 16 it made the DeepLabV3-R18 steps 1.5-1.7x and the STDC1 steps
-1.3x faster than fp32, but the CamVid STDC1 baseline (1000 steps) ended about 1 mIoU lower over three
-seeds (docs/bench.md). A default that costs accuracy would bias every comparison run on it, so bf16
+1.3x faster than fp32, but the CamVid STDC1 baseline (1000 steps) ended 1.8 mIoU lower over three
+seeds (40.9 against 42.8, SE 0.6; docs/bench.md). A default that costs accuracy would bias every comparison run on it, so bf16
 on the CPU is one key away (``train.amp=bf16``) with that trade-off stated, not the default.
-Without bf16 units oneDNN emulates bf16 by conversion, slower than fp32: :func:`amp_note` says so.
+Without bf16 units oneDNN emulates bf16 by conversion (not measured here: this CPU has the units),
+which usually loses to fp32: :func:`amp_note` says so in one line.
 
 The losses compute their softmaxes and similarity maps in float32 whatever the autocast dtype
 (``ladseg.losses.common.feature_pair``), and the cross-entropy runs in float32 under autocast.
@@ -54,7 +55,10 @@ def resolve_amp_mode(mode: str, device: torch.device) -> str:
 def amp_note(mode: str, device: torch.device) -> str | None:
     """A line to print when the chosen precision is a poor fit for the device (None: nothing to say)."""
     if resolve_amp_mode(mode, device) == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        return "train.amp=bf16: this CPU has no bf16 units (AVX512-BF16/AMX), so bf16 is emulated and slower than fp32"
+        return (
+            "train.amp=bf16: this CPU has no bf16 units (AVX512-BF16/AMX): bf16 is emulated and usually "
+            "slower than fp32 (compare with ladseg bench --amp)"
+        )
     return None
 
 
