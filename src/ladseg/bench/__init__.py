@@ -10,7 +10,7 @@ import json
 import os
 import platform
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -103,8 +103,8 @@ def select_variants(args: argparse.Namespace, device: torch.device) -> list[Vari
 
     flags = {"channels_last": args.channels_last, "amp": args.amp, "compile": args.compile}
     variants = [BASELINE]
-    for name in flags:  # one variant per flag
-        if flags[name]:
+    for name, wanted in flags.items():  # one variant per flag
+        if wanted:
             variants.append(Variant(name, **{name: True}))
     if args.channels_last:  # channels_last with the others (the engine never compiles NCHW)
         combos = [("amp",), ("compile",), ("amp", "compile")]
@@ -116,14 +116,14 @@ def select_variants(args: argparse.Namespace, device: torch.device) -> list[Vari
         compile_it, _ = accel.compile_decision("auto", 10**9, device)
         picked = {"channels_last": accel.use_channels_last("auto", device),
                   "amp": resolve_amp_mode("auto", device) != "none", "compile": compile_it}  # fmt: skip
-        on = "+".join(k for k, v in picked.items() if v) or "eager NCHW fp32"
-        key = (picked["channels_last"], picked["compile"], picked["amp"])
-        same = [v for v in variants[1:] if (v.channels_last, v.compile, v.amp) == key]
-        name = f"defaults ({on})"
+        chosen = Variant(
+            f"defaults ({'+'.join(k for k, v in picked.items() if v) or 'eager NCHW fp32'})", **picked
+        )
+        same = [i for i, v in enumerate(variants) if i and replace(v, name=chosen.name) == chosen]
         if same:  # the same settings time once, under the defaults' name
-            variants[variants.index(same[0])] = Variant(name, **picked)
+            variants[same[0]] = chosen
         else:
-            variants.append(Variant(name, **picked))
+            variants.append(chosen)
     return variants
 
 
