@@ -1,4 +1,4 @@
-"""Light backbones (MobileNetV2, EfficientNet-Lite0, STDC1/2) and the OCR and STDC heads."""
+"""Light backbones (MobileNetV2, EfficientNet-Lite0/1/2, STDC1/2) and the OCR and STDC heads."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import torchvision
 from ladseg.errors import CheckpointError, LadsegError
 from ladseg.models.backbones import BACKBONES
 from ladseg.models.backbones.efficientnet_lite import (
-    efficientnet_lite0_classifier,
+    VARIANTS,
+    efficientnet_lite_classifier,
     package_weights_path,
 )
 from ladseg.models.backbones.stdc import STDCNet
@@ -20,7 +21,7 @@ from ladseg.models.heads.ocr import spatial_gather
 from ladseg.models.heads.stdc_head import detail_loss, detail_targets
 from ladseg.models.segmentor import Segmentor
 
-LIGHT = ["mobilenetv2", "efficientnet_lite0", "stdc1", "stdc2"]
+LIGHT = ["mobilenetv2", "efficientnet_lite0", "efficientnet_lite2", "stdc1", "stdc2"]
 SIZE = 64
 
 
@@ -85,13 +86,17 @@ def test_mobilenetv2_loads_torchvision_weights_widened(tmp_path) -> None:
     torch.testing.assert_close(same.first_conv.weight.detach(), sd["features.0.0.weight"])
 
 
-def test_efficientnet_lite0_loads_package_weights_widened() -> None:
-    sd = torch.load(package_weights_path(), map_location="cpu", weights_only=True)
-    net = BACKBONES.build("efficientnet_lite0", in_channels=4, pretrained="package")
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_efficientnet_lite_loads_package_weights_widened(variant: str) -> None:
+    sd = torch.load(package_weights_path(variant), map_location="cpu", weights_only=True)
+    net = BACKBONES.build(variant, in_channels=4, pretrained="package")
     _check_widened(net.first_conv.weight.detach(), sd["_conv_stem.weight"])
     own = net.state_dict()
+    last = len(net.blocks) - 1
+    assert f"_blocks.{last}._project_conv.weight" in sd and f"_blocks.{last + 1}._bn0.weight" not in sd
     torch.testing.assert_close(own["blocks.9.depthwise_conv.weight"], sd["_blocks.9._depthwise_conv.weight"])
-    torch.testing.assert_close(own["blocks.15.bn2.running_var"], sd["_blocks.15._bn2.running_var"])
+    torch.testing.assert_close(own[f"blocks.{last}.bn2.running_var"], sd[f"_blocks.{last}._bn2.running_var"])
+    assert net.out_channels[-1] == sd["_conv_head.weight"].shape[1]
 
 
 def test_stdc_loads_authors_layout_and_rejects_foreign_weights(tmp_path) -> None:
@@ -110,9 +115,9 @@ def test_stdc_loads_authors_layout_and_rejects_foreign_weights(tmp_path) -> None
         BACKBONES.build("stdc2", pretrained=str(path))  # STDC2 has more modules than the file
 
 
-@pytest.fixture(scope="module")
-def lite0_classifier() -> torch.nn.Module:
-    return efficientnet_lite0_classifier("package").eval()
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def lite_classifier(request) -> torch.nn.Module:
+    return efficientnet_lite_classifier("package", variant=request.param).eval()
 
 
 # mean/std in 0-255 units: ImageNet's and the TF Lite recipe's (x - 127.5) / 128 both work
@@ -127,14 +132,14 @@ NORMS = {
     ("photo", "classes"), [("chelsea", {281, 282, 283, 284, 285}), ("coffee", {967, 968, 504})]
 )
 @torch.no_grad()
-def test_lite0_package_weights_classify_photos(
-    lite0_classifier, norm: str, photo: str, classes: set[int]
+def test_lite_package_weights_classify_photos(
+    lite_classifier, norm: str, photo: str, classes: set[int]
 ) -> None:
     skdata = pytest.importorskip("skimage.data")
     img = torch.from_numpy(np.ascontiguousarray(getattr(skdata, photo)())).permute(2, 0, 1).float()[None]
-    img = F.interpolate(img, size=(224, 224), mode="bilinear", align_corners=False, antialias=True)
+    img = F.interpolate(img, size=(256, 256), mode="bilinear", align_corners=False, antialias=True)
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in NORMS[norm])
-    top5 = lite0_classifier((img - mean) / std).topk(5, dim=1).indices[0].tolist()
+    top5 = lite_classifier((img - mean) / std).topk(5, dim=1).indices[0].tolist()
     assert classes & set(top5), f"{photo}: top-5 ImageNet classes {top5} miss {sorted(classes)}"
 
 

