@@ -27,7 +27,7 @@ LABEL_USE_RANDOM = ("teacher (random codes)", "teacher (no labels)")  # label us
 LABEL_AWARE_MIOU = 1.0  # below this gap the teacher is reported as not using its label channel
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float]:
     values = [v for v in values if not math.isnan(v)]
     if not values:
         return math.nan, math.nan
@@ -42,8 +42,12 @@ def _fmt(mean: float, std: float, n: int) -> str:
 
 def _gap(results: list[SeedResult], row: str, minus: str) -> dict[str, Any]:
     """mIoU of ``row`` minus that of ``minus`` (points), per seed and as mean / std / standard error."""
-    per_seed = [(r.metrics[row].miou - r.metrics[minus].miou) * 100 for r in results]
-    mean, std = _mean_std(per_seed)
+    return paired_gap([(r.metrics[row].miou - r.metrics[minus].miou) * 100 for r in results])
+
+
+def paired_gap(per_seed: list[float]) -> dict[str, Any]:
+    """Mean, std and standard error of per-seed differences (points)."""
+    mean, std = mean_std(per_seed)
     stderr = std / math.sqrt(len(per_seed)) if len(per_seed) > 1 else math.nan
     return {"mean": mean, "std": std, "stderr": stderr, "per_seed": per_seed}
 
@@ -59,7 +63,7 @@ def noise_verdict(gap: dict[str, Any]) -> str:
     return f"Within 2 standard errors (SE {se:.2f}) of zero: not distinguishable from seed-to-seed noise."
 
 
-def _gap_text(gap: dict[str, Any], n: int) -> str:
+def gap_text(gap: dict[str, Any], n: int) -> str:
     """``+1.23 mIoU`` with, over several seeds, its std, standard error and per-seed values."""
     text = f"{gap['mean']:+.2f} mIoU"
     if n > 1:
@@ -78,7 +82,7 @@ def summarize(results: list[SeedResult]) -> dict[str, Any]:
         ious = np.array([(r.metrics[row].iou * 100).tolist() for r in results], dtype=float)
         with np.errstate(invalid="ignore"):
             per_class = np.nanmean(ious, axis=0) if not np.isnan(ious).all() else ious[0]
-        mean, std = _mean_std(mious)
+        mean, std = mean_std(mious)
         summary["rows"][row] = {
             "mIoU": mean, "mIoU_std": std, "mIoU_per_seed": mious,
             "IoU": dict(zip(names, [None if math.isnan(v) else float(v) for v in per_class], strict=True)),
@@ -109,21 +113,21 @@ def markdown_table(summary: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     g, b = summary["gain_vs_control"], summary["gain_vs_baseline"]
     lines.append("")
-    lines.append(f"**LAD student − control: {_gap_text(g, n)}**")
+    lines.append(f"**LAD student − control: {gap_text(g, n)}**")
     lines.append(noise_verdict(g))
     over_self = summary.get("gain_vs_self_distill")
     if over_self is not None:
         lines.append(
-            f"**LAD student − self-distillation (the baseline as teacher): {_gap_text(over_self, n)}**"
+            f"**LAD student − self-distillation (the baseline as teacher): {gap_text(over_self, n)}**"
         )
         lines.append(noise_verdict(over_self))
     lines.append(f"LAD student − baseline: {b['mean']:+.2f} mIoU (includes the extra fine-tuning iterations)")
     use = summary.get("label_use")
     if use is not None:
-        lines.append(f"Teacher with (fixed codes) − without its label channel: {_gap_text(use, n)}")
+        lines.append(f"Teacher with (fixed codes) − without its label channel: {gap_text(use, n)}")
         if "label_use_random" in summary:
             lines.append(
-                f"Teacher with random codes − without its label channel: {_gap_text(summary['label_use_random'], n)}"
+                f"Teacher with random codes − without its label channel: {gap_text(summary['label_use_random'], n)}"
             )
         if use["mean"] < LABEL_AWARE_MIOU:
             lines.append(

@@ -1,0 +1,357 @@
+"""The distillation benchmark: every method of the library against one fair control, per protocol.
+
+A benchmark recipe (``configs/_recipes_/camvid_kd.yaml``) names a student network, a strong teacher,
+a config per distillation method and two protocols, each with its own control::
+
+    teacher          = train(teacher config)                        # once, shared by seeds and methods
+    lad_teacher      = train(LAD teacher config)                    # once (optional: the LAD row)
+    per seed:
+      baseline       = train(student config)                        # the plain student
+      finetune/      # LAD's protocol: N more iterations from the trained baseline
+        control      = train(student config, init=baseline)         # the same N, no teacher
+        self_distill = train(self-distillation config, init=baseline, teacher=baseline)
+        <method>     = train(method config, init=baseline, teacher=teacher)
+      scratch/       # CIRKD's protocol: the full schedule from the student's initialisation
+        <method>     = train(method config, teacher=teacher)        # control: the baseline itself
+
+Every model is scored at its last iteration on the recipe's validation split; a method's row
+reports its mIoU and its difference to its protocol's control, paired by seed, with the standard
+error of that difference. A finished stage is reused and an unfinished one resumes from its
+``last.pth``, so seeds (or methods) can run as separate processes and a killed run continues.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ladseg.config_lookup import find_config
+from ladseg.demo.pipeline import training_seconds
+from ladseg.demo.report import gap_text, mean_std, paired_gap
+from ladseg.engine.checkpoint_eval import evaluate_checkpoint
+from ladseg.engine.config import Config, load_config
+from ladseg.engine.logging import read_metrics
+from ladseg.engine.trainer import train
+from ladseg.errors import ConfigError
+
+PROTOCOLS = ("finetune", "scratch")
+#: the control row of each protocol (a stage of the seed's folder)
+CONTROL = {"finetune": "finetune/control", "scratch": "baseline"}
+LAD = "lad"  # the method name of the LAD student (its teacher is the recipe's LAD teacher)
+#: the thin classes a CamVid report names (looked up by name; absent names are skipped)
+THIN_CLASSES = ("pole", "sign", "pedestrian", "bicyclist")
+_RECIPE_KEYS = {"student", "teacher", "lad_teacher", "self_distill", "methods", "protocols", "profiles"}
+
+
+@dataclass
+class BenchRecipe:
+    """What a benchmark recipe holds (paths are resolved against the recipe's folder)."""
+
+    student: Path
+    teacher: Path
+    methods: dict[str, Path]
+    protocols: dict[str, list[str]]
+    self_distill: Path | None = None
+    lad_teacher: Path | None = None
+    profiles: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+    def overrides(self, profile: str, kind: str) -> list[str]:
+        """The profile's ``common`` overrides, then those of ``kind`` (teacher, baseline, finetune...)."""
+        if profile not in self.profiles:
+            raise ConfigError(f"unknown benchmark profile {profile!r}; valid: {sorted(self.profiles)}")
+        prof = self.profiles[profile]
+        return [*prof.get("common", []), *prof.get(kind, [])]
+
+
+def load_bench_recipe(path: str | Path) -> BenchRecipe:
+    """Read and check a benchmark recipe (every method a protocol lists must have a config)."""
+    try:
+        path = find_config(path)
+    except ConfigError:
+        raise ConfigError(f"benchmark recipe {path} not found") from None
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    unknown = sorted(set(raw) - _RECIPE_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; valid: {sorted(_RECIPE_KEYS)}")
+    for key in ("student", "teacher", "methods", "protocols"):
+        if not raw.get(key):
+            raise ConfigError(f"{path}: {key} is missing")
+    here = path.parent
+    methods = {name: here / cfg for name, cfg in raw["methods"].items()}
+    protocols = {name: list(ms or []) for name, ms in raw["protocols"].items()}
+    for proto, listed in protocols.items():
+        if proto not in PROTOCOLS:
+            raise ConfigError(f"{path}: unknown protocol {proto!r}; valid: {list(PROTOCOLS)}")
+        missing = [m for m in listed if m not in methods]
+        if missing:
+            raise ConfigError(f"{path}: protocols.{proto} lists {missing}, which methods does not define")
+    if LAD in methods and not raw.get("lad_teacher"):
+        raise ConfigError(f"{path}: method {LAD!r} needs lad_teacher (the LAD teacher's config)")
+    return BenchRecipe(
+        student=here / raw["student"],
+        teacher=here / raw["teacher"],
+        methods=methods,
+        protocols=protocols,
+        self_distill=here / raw["self_distill"] if raw.get("self_distill") else None,
+        lad_teacher=here / raw["lad_teacher"] if raw.get("lad_teacher") else None,
+        profiles={
+            name: {k: list(v) for k, v in (p or {}).items()} for name, p in (raw.get("profiles") or {}).items()
+        },
+    )
+
+
+@dataclass
+class Bench:
+    """One benchmark run: a recipe, its output folder, a profile and the user's overrides."""
+
+    recipe: BenchRecipe
+    out: Path
+    profile: str = "default"
+    extra: list[str] = field(default_factory=list)
+
+    # ----------------------------------------------------------------- stage configs
+    def teacher_config(self, lad: bool = False) -> Config:
+        """The shared teacher (or the LAD teacher): trained once, seed 0, in ``out/teacher``."""
+        name = "lad_teacher" if lad else "teacher"
+        path = self.recipe.lad_teacher if lad else self.recipe.teacher
+        assert path is not None
+        return load_config(
+            path,
+            [f"run.work_dir={self.out / name}", "run.seed=0", *self.recipe.overrides(self.profile, name), *self.extra],
+        )
+
+    def stage_config(self, seed: int, stage: str) -> Config:
+        """The config of one stage of one seed: ``baseline``, ``finetune/<row>`` or ``scratch/<method>``."""
+        run_dir = self.out / f"seed{seed}"
+        common = [f"run.work_dir={run_dir / stage}", f"run.seed={seed}"]
+        if stage == "baseline":
+            return self._load(self.recipe.student, common, "baseline")
+        protocol, row = stage.split("/", 1)
+        kind = "finetune" if protocol == "finetune" else "baseline"  # scratch runs the baseline's schedule
+        overrides = list(common)
+        if protocol == "finetune":
+            overrides.append(f"train.init_checkpoint={run_dir / 'baseline' / 'last.pth'}")
+        if row == "control":
+            return self._load(self.recipe.student, overrides, kind)
+        if row == "self_distill":
+            if self.recipe.self_distill is None:
+                raise ConfigError("the recipe has no self_distill config")
+            overrides += [
+                "teacher.config=null",
+                "teacher.model=null",
+                f"teacher.checkpoint={run_dir / 'baseline' / 'last.pth'}",
+            ]
+            return self._load(self.recipe.self_distill, overrides, kind)
+        teacher = self.out / ("lad_teacher" if row == LAD else "teacher") / "last.pth"
+        return self._load(self.recipe.methods[row], [*overrides, f"teacher.checkpoint={teacher}"], kind)
+
+    def _load(self, path: Path, overrides: list[str], kind: str) -> Config:
+        # the user's overrides last; the profile's before them so a user can change a schedule
+        return load_config(path, [*overrides, *self.recipe.overrides(self.profile, kind), *self.extra])
+
+    def stages(self, protocols: list[str], methods: list[str] | None = None) -> list[str]:
+        """The stages of one seed for these protocols (and, if given, only these methods)."""
+        stages = ["baseline"]
+        for proto in protocols:
+            rows = [m for m in self.recipe.protocols.get(proto, []) if methods is None or m in methods]
+            if proto == "finetune":
+                rows = ["control", *(["self_distill"] if self.recipe.self_distill else []), *rows]
+            stages += [f"{proto}/{row}" for row in rows]
+        return stages
+
+    # ----------------------------------------------------------------- running
+    def run_teachers(self, need_lad: bool) -> None:
+        """Train the shared teacher(s); a finished one is reused."""
+        print("\n== teacher (shared by every seed and method) ==", flush=True)
+        train(self.teacher_config())
+        if need_lad:
+            print("\n== LAD teacher (shared) ==", flush=True)
+            train(self.teacher_config(lad=True))
+
+    def run_seed(self, seed: int, stages: list[str]) -> None:
+        for stage in stages:
+            print(f"\n== seed {seed}: {stage} ==", flush=True)
+            train(self.stage_config(seed, stage))
+
+    # ----------------------------------------------------------------- scoring
+    def finished(self, work_dir: Path, cfg: Config) -> bool:
+        """Whether a stage's run reached its last iteration (its ``last.pth`` is final)."""
+        if not (work_dir / "last.pth").exists():
+            return False
+        iters = [r["iter"] for r in read_metrics(work_dir) if r.get("type") == "train"]
+        return bool(iters) and max(iters) >= cfg.train.iters
+
+    def score(self, cfg: Config, work_dir: Path, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """mIoU and per-class IoU (percent) of a finished stage, cached in ``work_dir/score*.json``."""
+        tag = "" if not params else "_" + "_".join(f"{k}-{v}" for k, v in sorted(params.items()))
+        cache = work_dir / f"score{tag}.json"
+        ckpt = work_dir / "last.pth"
+        if cache.exists() and cache.stat().st_mtime >= ckpt.stat().st_mtime:
+            return json.loads(cache.read_text())
+        metrics, dataset = evaluate_checkpoint(cfg, ckpt, method_params=params, progress=False)
+        result = {
+            "mIoU": metrics.miou * 100,
+            "IoU": {c: (None if math.isnan(v) else float(v) * 100) for c, v in zip(dataset.classes, metrics.iou)},
+            "seconds": training_seconds(work_dir),
+        }
+        cache.write_text(json.dumps(result, indent=1))
+        return result
+
+
+def summarize(bench: Bench, seeds: list[int], protocols: list[str]) -> dict[str, Any]:
+    """Score every finished stage; per protocol, each row's mean ± std and its paired gap to the control."""
+    summary: dict[str, Any] = {"seeds": seeds, "profile": bench.profile, "overrides": bench.extra, "teachers": {}}
+    tcfg = bench.teacher_config()
+    if bench.finished(bench.out / "teacher", tcfg):
+        summary["teachers"]["teacher"] = bench.score(tcfg, bench.out / "teacher")
+    if bench.recipe.lad_teacher is not None and (bench.out / "lad_teacher" / "last.pth").exists():
+        lcfg = bench.teacher_config(lad=True)
+        if bench.finished(bench.out / "lad_teacher", lcfg):
+            with_label = bench.score(lcfg, bench.out / "lad_teacher", {"eval_label": "fixed"})
+            without = bench.score(lcfg, bench.out / "lad_teacher", {"eval_label": "none"})
+            summary["teachers"]["lad_teacher"] = {
+                **with_label, "mIoU_no_label": without["mIoU"], "label_gap": with_label["mIoU"] - without["mIoU"],
+            }  # fmt: skip
+    scores: dict[str, dict[int, dict[str, Any]]] = {}
+    for seed in seeds:
+        for stage in bench.stages(protocols):
+            cfg = bench.stage_config(seed, stage)
+            work_dir = bench.out / f"seed{seed}" / stage
+            if bench.finished(work_dir, cfg):
+                scores.setdefault(stage, {})[seed] = bench.score(cfg, work_dir)
+    summary["protocols"] = {}
+    for proto in protocols:
+        control = CONTROL[proto]
+        rows: dict[str, Any] = {}
+        for stage in [s for s in bench.stages([proto]) if s == control or s.startswith(proto + "/")]:
+            if stage not in scores:
+                continue
+            per_seed = scores[stage]
+            mean, std = mean_std([per_seed[s]["mIoU"] for s in sorted(per_seed)])
+            paired = [s for s in sorted(per_seed) if s in scores.get(control, {})]
+            row = {
+                "seeds": sorted(per_seed),
+                "mIoU": mean,
+                "mIoU_std": std,
+                "mIoU_per_seed": [per_seed[s]["mIoU"] for s in sorted(per_seed)],
+                "seconds": mean_std([per_seed[s]["seconds"] for s in sorted(per_seed)])[0],
+                "IoU": {
+                    c: mean_std([per_seed[s]["IoU"][c] for s in per_seed if per_seed[s]["IoU"][c] is not None])[0]
+                    for c in next(iter(per_seed.values()))["IoU"]
+                },
+            }
+            if stage != control and paired:
+                row["vs_control"] = paired_gap([per_seed[s]["mIoU"] - scores[control][s]["mIoU"] for s in paired])
+            rows[stage.split("/", 1)[-1] if stage != "baseline" else "baseline"] = row
+        summary["protocols"][proto] = {"control": control.split("/")[-1], "rows": rows}
+    return summary
+
+
+def verdict_word(gap: dict[str, Any]) -> str:
+    """``gain`` / ``loss`` beyond 2 standard errors of the paired difference, else ``noise`` (``1 seed``)."""
+    if math.isnan(gap["stderr"]):
+        return "1 seed"
+    if abs(gap["mean"]) <= 2 * gap["stderr"]:
+        return "noise"
+    return "gain" if gap["mean"] > 0 else "loss"
+
+
+PROTOCOL_TITLES = {
+    "finetune": "Protocol (a), LAD's: fine-tune the trained baseline; control = the same extra iterations without a teacher",
+    "scratch": "Protocol (b), CIRKD's: the full schedule from the student's initialisation; control = the baseline",
+}
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """The report's tables: the teachers, then one table per protocol."""
+    lines: list[str] = []
+    t = summary["teachers"]
+    if "teacher" in t:
+        lines.append(f"Strong teacher: **{t['teacher']['mIoU']:.2f} mIoU** ({t['teacher']['seconds']:.0f} s of training, once).")
+    if "lad_teacher" in t:
+        lad = t["lad_teacher"]
+        lines.append(
+            f"LAD teacher: {lad['mIoU']:.2f} with its label (fixed codes), {lad['mIoU_no_label']:.2f} with a zero "
+            f"channel: label-use gap **{lad['label_gap']:+.2f}** ({lad['seconds']:.0f} s of training, once)."
+        )
+    for proto, block in summary["protocols"].items():
+        rows = block["rows"]
+        if not rows:
+            continue
+        names = next(iter(rows.values()))["IoU"]
+        thin = [c for c in THIN_CLASSES if c in names]
+        head = ["row", "seeds", "mIoU (mean ± std)", "− control (± SE)", "verdict", "s / seed", *thin]
+        lines += ["", f"### {PROTOCOL_TITLES[proto]}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for name, r in rows.items():
+            gap = r.get("vs_control")
+            if gap is None:
+                diff, verdict = "(control)" if name == block["control"] else "-", ""
+            else:
+                se = "" if math.isnan(gap["stderr"]) else f" ± {gap['stderr']:.2f}"
+                diff = f"{gap['mean']:+.2f}{se}"
+                verdict = verdict_word(gap)
+            cells = [name, str(len(r["seeds"])), f"{r['mIoU']:.2f} ± {r['mIoU_std']:.2f}", diff, verdict,
+                     f"{r['seconds']:.0f}", *[f"{r['IoU'][c]:.1f}" for c in thin]]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+        best = max(
+            ((n, r["vs_control"]) for n, r in rows.items() if "vs_control" in r and n != "self_distill"),
+            key=lambda item: item[1]["mean"],
+            default=None,
+        )
+        if best is not None:
+            lines.append(f"\nBest method: **{best[0]}**, {gap_text(best[1], len(best[1]['per_seed']))} over the control.")
+    return "\n".join(lines)
+
+
+def write_bench_report(summary: dict[str, Any], out: Path, seconds: float) -> None:
+    """``report.md`` and ``report.json`` under ``out``; prints the tables."""
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(summary)
+    header = (
+        "# ladseg distillation benchmark\n\n"
+        "Validation split; every model at its last iteration (its weight average where the config sets "
+        "train.ema_decay). Differences are paired by seed; the standard error is that of the paired "
+        "difference; verdict: gain or loss where it exceeds 2 standard errors, noise otherwise.\n\n"
+    )
+    (out / "report.md").write_text(header + text + f"\n\nThis invocation's wall time: {seconds:.0f} s.\n")
+    (out / "report.json").write_text(json.dumps(summary, indent=2))
+    print("\n" + text)
+    print(f"\nreport: {out / 'report.md'}")
+
+
+def run_bench(
+    recipe_path: str | Path,
+    out: str | Path,
+    seeds: list[int],
+    protocols: list[str] | None = None,
+    methods: list[str] | None = None,
+    quick: bool = False,
+    extra: list[str] | None = None,
+    train_stages: bool = True,
+) -> dict[str, Any]:
+    """Train what is missing (teachers first, then each seed's stages) and write the report."""
+    t0 = time.perf_counter()
+    recipe = load_bench_recipe(recipe_path)
+    protocols = protocols or [p for p in PROTOCOLS if p in recipe.protocols]
+    bad = [m for m in methods or [] if m not in recipe.methods]
+    if bad:
+        raise ConfigError(f"unknown method(s) {bad}; the recipe defines {sorted(recipe.methods)}")
+    bench = Bench(recipe, Path(out), "quick" if quick else "default", list(extra or []))
+    if train_stages:
+        stages = bench.stages(protocols, methods)
+        need_lad = any(s.endswith("/" + LAD) for s in stages)
+        bench.run_teachers(need_lad)
+        for seed in seeds:
+            bench.run_seed(seed, stages)
+    summary = summarize(bench, seeds, protocols)
+    write_bench_report(summary, Path(out) / "report", time.perf_counter() - t0)
+    return summary

@@ -1,0 +1,87 @@
+"""The distillation benchmark (``ladseg kd-bench``) on a handful of real CamVid images.
+
+Checks the protocol wiring, not which method wins: the teacher is trained once and shared by every
+seed, the fine-tuned students start from their seed's baseline, each row's difference to its control
+is the paired difference of the scores, and a rerun trains nothing. Skipped where CamVid is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from ladseg.cli import main
+from ladseg.demo.kd_benchmark import Bench, load_bench_recipe, verdict_word
+from ladseg.demo.report import paired_gap
+from ladseg.errors import ConfigError
+
+CAMVID = Path(__file__).resolve().parents[3] / "shared" / "data" / "camvid"
+RECIPE = Path(__file__).resolve().parents[2] / "configs" / "_recipes_" / "camvid_kd.yaml"
+
+
+def test_recipe_names_every_method_config_and_protocol() -> None:
+    recipe = load_bench_recipe(RECIPE)
+    assert set(recipe.protocols["finetune"]) == set(recipe.methods)  # protocol (a) runs every method
+    for path in recipe.methods.values():
+        assert path.is_file(), path
+    bench = Bench(recipe, Path("/nonexistent"))
+    stages = bench.stages(["finetune"], ["cwd"])
+    assert stages == ["baseline", "finetune/control", "finetune/self_distill", "finetune/cwd"]
+    cfg = bench.stage_config(1, "finetune/cwd")
+    assert cfg.train.init_checkpoint == "/nonexistent/seed1/baseline/last.pth"
+    assert cfg.teacher.checkpoint == "/nonexistent/teacher/last.pth" and cfg.run.seed == 1
+    control = bench.stage_config(1, "finetune/control")
+    assert (control.train.iters, control.optim.lr) == (cfg.train.iters, cfg.optim.lr)
+    assert control.method.aux_weight == cfg.method.aux_weight == 0.4  # one control for every row
+    scratch = bench.stage_config(0, "scratch/kd")
+    assert scratch.train.init_checkpoint is None
+    assert scratch.train.iters == bench.stage_config(0, "baseline").train.iters
+    assert bench.stage_config(0, "finetune/lad").teacher.checkpoint == "/nonexistent/lad_teacher/last.pth"
+
+
+def test_recipe_errors_name_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "r.yaml"
+    bad.write_text("student: a.yaml\nteacher: b.yaml\nmethods: {kd: c.yaml}\nprotocols: {finetune: [cwd]}\n")
+    with pytest.raises(ConfigError, match=r"protocols.finetune lists \['cwd'\]"):
+        load_bench_recipe(bad)
+    bad.write_text("student: a.yaml\nteacher: b.yaml\nmethods: {kd: c.yaml}\nprotocols: {later: [kd]}\n")
+    with pytest.raises(ConfigError, match="unknown protocol 'later'"):
+        load_bench_recipe(bad)
+
+
+def test_verdict_needs_two_standard_errors() -> None:
+    assert verdict_word(paired_gap([1.0])) == "1 seed"
+    assert verdict_word(paired_gap([1.0, 1.2, 0.9])) == "gain"
+    assert verdict_word(paired_gap([-1.0, -1.2, -0.9])) == "loss"
+    assert verdict_word(paired_gap([1.0, -0.8, 0.5])) == "noise"
+
+
+@pytest.mark.skipif(
+    not (CAMVID / "train").is_dir(), reason=f"CamVid not found at {CAMVID} (../shared/data/camvid)"
+)
+def test_quick_benchmark_shares_the_teacher_and_pairs_by_seed(tmp_path: Path) -> None:
+    out = tmp_path / "kd"
+    argv = ["kd-bench", str(RECIPE), "--quick", "--out", str(out), "--seeds", "2", "--methods", "kd,cwd",
+            f"data.root={CAMVID}"]  # fmt: skip
+    assert main(argv) == 0
+    assert (out / "teacher" / "last.pth").is_file()
+    assert not list(out.glob("seed*/teacher")) and not (out / "lad_teacher").exists()  # no LAD row asked
+    summary = json.loads((out / "report" / "report.json").read_text())
+    rows = summary["protocols"]["finetune"]["rows"]
+    assert list(rows) == ["control", "self_distill", "kd", "cwd"]
+    per_seed = [a - b for a, b in zip(rows["cwd"]["mIoU_per_seed"], rows["control"]["mIoU_per_seed"])]
+    assert rows["cwd"]["vs_control"]["per_seed"] == pytest.approx(per_seed)
+    assert list(summary["protocols"]["scratch"]["rows"]) == ["baseline", "kd", "cwd"]
+    assert 0.0 < summary["teachers"]["teacher"]["mIoU"] <= 100.0
+    # the fine-tuned students start from their own seed's baseline
+    meta = torch.load(out / "seed1" / "finetune" / "cwd" / "last.pth", map_location="cpu", weights_only=True)
+    assert str(out / "seed1" / "baseline" / "last.pth") in json.dumps(meta["meta"]["config"])
+    assert math.isfinite(rows["kd"]["mIoU"])
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("last.pth")}
+    assert main([*argv, "--report-only"]) == 0
+    assert main(argv) == 0  # a rerun trains nothing
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("last.pth")} == before
