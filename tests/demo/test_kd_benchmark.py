@@ -73,7 +73,9 @@ def test_quick_benchmark_shares_the_teacher_and_pairs_by_seed(tmp_path: Path) ->
     summary = json.loads((out / "report" / "report.json").read_text())
     rows = summary["protocols"]["finetune"]["rows"]
     assert list(rows) == ["control", "self_distill", "kd", "cwd"]
-    per_seed = [a - b for a, b in zip(rows["cwd"]["mIoU_per_seed"], rows["control"]["mIoU_per_seed"])]
+    per_seed = [
+        a - b for a, b in zip(rows["cwd"]["mIoU_per_seed"], rows["control"]["mIoU_per_seed"], strict=True)
+    ]
     assert rows["cwd"]["vs_control"]["per_seed"] == pytest.approx(per_seed)
     assert list(summary["protocols"]["scratch"]["rows"]) == ["baseline", "kd", "cwd"]
     assert 0.0 < summary["teachers"]["teacher"]["mIoU"] <= 100.0

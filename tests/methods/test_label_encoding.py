@@ -8,6 +8,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ladseg.errors import ConfigError
 from ladseg.methods.label_encoding import (
+    ENCODING_INFO,
+    VECTOR_CHANNELS,
     CorruptionParams,
     EncoderParams,
     LabelEncoder,
@@ -192,3 +194,36 @@ def test_fixed_codes_for_many_classes_stay_in_the_trained_range(num_classes: int
     quantiles = (2**0.5 * torch.erfinv(2 * p - 1)).float()
     torch.testing.assert_close(codes.sort().values, quantiles)  # the N(0, 1) quantiles
     assert (codes[1:] - codes[:-1]).abs().min() > 0.5  # neighbouring ids get distant codes
+
+
+def test_identity_free_encodings_group_pixels_without_naming_classes() -> None:
+    mask = _mask(n=2, k=4, seed=3)
+    label = LabelEncoder(EncoderParams(), 4).to_class_index(mask)
+    vec = _enc(kind="random_vectors", noise=0.0)(mask)
+    assert vec.shape == (2, VECTOR_CHANNELS, 32, 32) and channels("random_vectors", 4) == VECTOR_CHANNELS
+    for n in range(2):
+        for c in label[n].unique().tolist():
+            pix = vec[n][:, label[n] == c]
+            torch.testing.assert_close(pix, pix[:, :1].expand_as(pix))  # one vector per class region
+    other = _enc(kind="random_vectors", noise=0.0)(mask)
+    assert not torch.allclose(vec, other)  # drawn afresh per call: the vector does not name the class
+    fixed = _enc(kind="random_vectors", noise=0.0)(mask, fixed=True)
+    torch.testing.assert_close(fixed, _enc(kind="random_vectors", noise=0.0)(mask, fixed=True))
+
+    edges = _enc(kind="boundary", noise=0.0)(mask)
+    assert edges.shape == (2, 1, 32, 32) and set(edges.unique().tolist()) <= {0.0, 1.0}
+    # a pixel is an edge exactly when its 3x3 neighbourhood holds two classes (ignore counts as one)
+    padded = torch.nn.functional.pad(label[:, None].float(), (1, 1, 1, 1), mode="replicate")
+    windows = padded.unfold(2, 3, 1).unfold(3, 3, 1).flatten(-2)
+    expected = (windows.amax(-1) != windows.amin(-1)).float()
+    torch.testing.assert_close(edges, expected)
+    relabelled = torch.where(mask == 255, mask, (mask + 1) % 4)  # other classes, same regions
+    torch.testing.assert_close(_enc(kind="boundary", noise=0.0)(relabelled), edges)
+    both = _enc(kind="boundary_codes", noise=0.0)(mask, fixed=True)
+    assert both.shape == (2, 2, 32, 32)
+    torch.testing.assert_close(both[:, 1:], edges)
+    assert [ENCODING_INFO[k].reveals_identity for k in ("onehot", "random_codes", "boundary")] == [
+        True,
+        False,
+        False,
+    ]

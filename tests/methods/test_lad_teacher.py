@@ -139,3 +139,19 @@ def test_bad_configs() -> None:
         _teacher(eval_label="gt")
     with pytest.raises(ConfigError, match="noize"):
         _teacher(encoder={"noize": 0.1})
+
+
+def test_image_drop_blanks_whole_images_in_both_paths(batch: dict) -> None:
+    """With image_drop 1 every image is blank: the network sees zeros + its label, in both paths."""
+    seen: list[torch.Tensor] = []
+    method = _teacher(image_drop=1.0)
+    method.student.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    method(batch)
+    assert len(seen) == 2 and all(not s[:, :3].any() and s[:, 3].abs().sum() > 0 for s in seen)
+    seen.clear()
+    _keep = _teacher(image_drop=0.0)
+    _keep.student.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    _keep(batch)
+    assert all(torch.equal(s[:, :3], batch["image"]) for s in seen)
+    with pytest.raises(ConfigError, match="image_drop"):
+        _teacher(image_drop=1.5)

@@ -25,7 +25,18 @@ from ladseg import __version__
 from ladseg.errors import LadsegError
 
 # Order = order in --help.
-SUBCOMMANDS = ["demo", "kd_bench", "train", "eval", "predict", "info", "convert", "export", "check_data", "bench"]
+SUBCOMMANDS = [
+    "demo",
+    "kd_bench",
+    "train",
+    "eval",
+    "predict",
+    "info",
+    "convert",
+    "export",
+    "check_data",
+    "bench",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -104,7 +104,8 @@ def load_bench_recipe(path: str | Path) -> BenchRecipe:
         self_distill=here / raw["self_distill"] if raw.get("self_distill") else None,
         lad_teacher=here / raw["lad_teacher"] if raw.get("lad_teacher") else None,
         profiles={
-            name: {k: list(v) for k, v in (p or {}).items()} for name, p in (raw.get("profiles") or {}).items()
+            name: {k: list(v) for k, v in (p or {}).items()}
+            for name, p in (raw.get("profiles") or {}).items()
         },
     )
 
@@ -126,7 +127,12 @@ class Bench:
         assert path is not None
         return load_config(
             path,
-            [f"run.work_dir={self.out / name}", "run.seed=0", *self.recipe.overrides(self.profile, name), *self.extra],
+            [
+                f"run.work_dir={self.out / name}",
+                "run.seed=0",
+                *self.recipe.overrides(self.profile, name),
+                *self.extra,
+            ],
         )
 
     def stage_config(self, seed: int, stage: str) -> Config:
@@ -200,7 +206,10 @@ class Bench:
         metrics, dataset = evaluate_checkpoint(cfg, ckpt, method_params=params, progress=False)
         result = {
             "mIoU": metrics.miou * 100,
-            "IoU": {c: (None if math.isnan(v) else float(v) * 100) for c, v in zip(dataset.classes, metrics.iou)},
+            "IoU": {
+                c: (None if math.isnan(v) else float(v) * 100)
+                for c, v in zip(dataset.classes, metrics.iou.tolist(), strict=True)
+            },
             "seconds": training_seconds(work_dir),
         }
         cache.write_text(json.dumps(result, indent=1))
@@ -209,7 +218,12 @@ class Bench:
 
 def summarize(bench: Bench, seeds: list[int], protocols: list[str]) -> dict[str, Any]:
     """Score every finished stage; per protocol, each row's mean ± std and its paired gap to the control."""
-    summary: dict[str, Any] = {"seeds": seeds, "profile": bench.profile, "overrides": bench.extra, "teachers": {}}
+    summary: dict[str, Any] = {
+        "seeds": seeds,
+        "profile": bench.profile,
+        "overrides": bench.extra,
+        "teachers": {},
+    }
     tcfg = bench.teacher_config()
     if bench.finished(bench.out / "teacher", tcfg):
         summary["teachers"]["teacher"] = bench.score(tcfg, bench.out / "teacher")
@@ -245,12 +259,16 @@ def summarize(bench: Bench, seeds: list[int], protocols: list[str]) -> dict[str,
                 "mIoU_per_seed": [per_seed[s]["mIoU"] for s in sorted(per_seed)],
                 "seconds": mean_std([per_seed[s]["seconds"] for s in sorted(per_seed)])[0],
                 "IoU": {
-                    c: mean_std([per_seed[s]["IoU"][c] for s in per_seed if per_seed[s]["IoU"][c] is not None])[0]
+                    c: mean_std(
+                        [per_seed[s]["IoU"][c] for s in per_seed if per_seed[s]["IoU"][c] is not None]
+                    )[0]
                     for c in next(iter(per_seed.values()))["IoU"]
                 },
             }
             if stage != control and paired:
-                row["vs_control"] = paired_gap([per_seed[s]["mIoU"] - scores[control][s]["mIoU"] for s in paired])
+                row["vs_control"] = paired_gap(
+                    [per_seed[s]["mIoU"] - scores[control][s]["mIoU"] for s in paired]
+                )
             rows[stage.split("/", 1)[-1] if stage != "baseline" else "baseline"] = row
         summary["protocols"][proto] = {"control": control.split("/")[-1], "rows": rows}
     return summary
@@ -276,7 +294,9 @@ def markdown(summary: dict[str, Any]) -> str:
     lines: list[str] = []
     t = summary["teachers"]
     if "teacher" in t:
-        lines.append(f"Strong teacher: **{t['teacher']['mIoU']:.2f} mIoU** ({t['teacher']['seconds']:.0f} s of training, once).")
+        lines.append(
+            f"Strong teacher: **{t['teacher']['mIoU']:.2f} mIoU** ({t['teacher']['seconds']:.0f} s of training, once)."
+        )
     if "lad_teacher" in t:
         lad = t["lad_teacher"]
         lines.append(
@@ -290,7 +310,13 @@ def markdown(summary: dict[str, Any]) -> str:
         names = next(iter(rows.values()))["IoU"]
         thin = [c for c in THIN_CLASSES if c in names]
         head = ["row", "seeds", "mIoU (mean ± std)", "− control (± SE)", "verdict", "s / seed", *thin]
-        lines += ["", f"### {PROTOCOL_TITLES[proto]}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += [
+            "",
+            f"### {PROTOCOL_TITLES[proto]}",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+        ]
         for name, r in rows.items():
             gap = r.get("vs_control")
             if gap is None:
@@ -308,7 +334,9 @@ def markdown(summary: dict[str, Any]) -> str:
             default=None,
         )
         if best is not None:
-            lines.append(f"\nBest method: **{best[0]}**, {gap_text(best[1], len(best[1]['per_seed']))} over the control.")
+            lines.append(
+                f"\nBest method: **{best[0]}**, {gap_text(best[1], len(best[1]['per_seed']))} over the control."
+            )
     return "\n".join(lines)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from ladseg.demo.plots import PredictionPanels, plot_curves, plot_label_gap, plot_predictions
 from ladseg.demo.recipe import DemoRecipe, SeedResult
 from ladseg.engine.config import load_config
-from ladseg.methods.label_encoding import EncoderParams
+from ladseg.methods.label_encoding import ENCODING_INFO, EncoderParams
 
 GAIN = ("LAD student", "control")  # the gain the demo reports: LAD student minus control
 LABEL_USE = ("teacher (with labels)", "teacher (no labels)")  # how much the teacher reads its label
@@ -137,13 +137,6 @@ def markdown_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-#: what each label encoding tells the teacher (printed in the report, so a reader knows which ran)
-ENCODING_NOTES = {
-    "random_codes": "the reference's: per-image random codes that say which pixels belong together, not their class",
-    "onehot": "an ablation: one channel per class, so the label gives the class away",
-}
-
-
 def recipe_dataset(recipe: DemoRecipe) -> str:
     """The dataset a recipe trains on, as a report names it (e.g. ``camvid``)."""
     name = load_config(recipe.baseline).data.dataset
@@ -157,7 +150,8 @@ def teacher_encoding_line(recipe: DemoRecipe) -> str:
     extra = (
         f", corrupted in training ({', '.join(f'{k} {v}' for k, v in corrupt.items())})" if corrupt else ""
     )
-    note = ENCODING_NOTES.get(enc.kind, "")
+    info = ENCODING_INFO.get(enc.kind)
+    note = info.description if info else ""
     return f"Teacher label encoding: `{enc.kind}`{' (' + note + ')' if note else ''}, noise {enc.noise}{extra}.\n"
 
 

@@ -31,14 +31,38 @@ from ladseg.schema import from_mapping
 
 #: kind -> fn(label in [0, K] with K = ignore, num_classes, fixed, generator) -> N x C x H x W codes.
 ENCODINGS: Registry[Tensor] = Registry("label encoding")
-#: kind -> number of channels it produces for ``num_classes`` classes.
-_CHANNELS: dict[str, Callable[[int], int]] = {}
+
+
+@dataclass(frozen=True)
+class EncodingInfo:
+    """What an encoding kind is, beside its function: one record per kind, made by :func:`encoding`."""
+
+    channels: Callable[[int], int]  # num_classes -> number of label channels
+    reveals_identity: bool  # whether the channels tell a pixel's class (one-hot does: an upper bound)
+    description: str  # one line for reports
+
+
+#: kind -> its :class:`EncodingInfo` (filled with ENCODINGS by :func:`encoding`)
+ENCODING_INFO: dict[str, EncodingInfo] = {}
+
+
+def encoding(
+    name: str, channels: Callable[[int], int], reveals_identity: bool, description: str
+) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
+    """Register an encoding function and its record: adding a kind is this decorator and its test."""
+
+    def deco(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        ENCODINGS.register(name)(fn)
+        ENCODING_INFO[name] = EncodingInfo(channels, reveals_identity, description)
+        return fn
+
+    return deco
 
 
 def channels(kind: str, num_classes: int) -> int:
     """Number of label channels an encoding adds (a teacher's ``in_channels`` is 3 + this)."""
     ENCODINGS.get(kind)  # unknown kind -> KeyError listing valid kinds
-    return _CHANNELS[kind](num_classes)
+    return ENCODING_INFO[kind].channels(num_classes)
 
 
 #: up to this many classes the reference's evenly spaced codes stay inside N(0, 1)'s range (VOC: 21)
@@ -74,7 +98,10 @@ def _rand(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | Non
     return torch.rand(shape, generator=generator, device=like.device, dtype=torch.float32)
 
 
-@ENCODINGS.register("random_codes")
+@encoding(
+    "random_codes", lambda k: 1, False,
+    "the reference's: per-image random codes that say which pixels belong together, not their class",
+)  # fmt: skip
 def _random_codes(label: Tensor, num_classes: int, fixed: bool, generator: torch.Generator | None) -> Tensor:
     n = label.shape[0]
     if fixed:
@@ -84,14 +111,60 @@ def _random_codes(label: Tensor, num_classes: int, fixed: bool, generator: torch
     return codes.gather(1, label.flatten(1)).view(n, 1, *label.shape[1:])
 
 
-@ENCODINGS.register("onehot")
+@encoding(
+    "onehot", lambda k: k + 1, True, "an ablation: one channel per class, so the label gives the class away"
+)
 def _onehot(label: Tensor, num_classes: int, fixed: bool, generator: torch.Generator | None) -> Tensor:
     # K + 1 channels: one per class and one for ignore (the class identity is given away: an ablation).
     return F.one_hot(label, num_classes + 1).permute(0, 3, 1, 2).float()
 
 
-_CHANNELS["random_codes"] = lambda k: 1
-_CHANNELS["onehot"] = lambda k: k + 1
+#: channels of a ``random_vectors`` code: enough for a few dozen classes to stay far apart
+VECTOR_CHANNELS = 8
+_FIXED_VECTOR_SEED = 20240718  # the fixed vectors of distillation: one draw, the same on every machine
+
+
+@encoding(
+    "random_vectors", lambda k: VECTOR_CHANNELS, False,
+    f"a random {VECTOR_CHANNELS}-d vector per image and class: which pixels belong together, not their class",
+)  # fmt: skip
+def _random_vectors(
+    label: Tensor, num_classes: int, fixed: bool, generator: torch.Generator | None
+) -> Tensor:
+    # Identity-free like the reference's scalar codes, but an 8-d N(0, I) vector per image and class:
+    # two regions' codes almost never come close, so "same region" is easy to read.
+    n = label.shape[0]
+    if fixed:
+        gen = torch.Generator().manual_seed(_FIXED_VECTOR_SEED)
+        codes = torch.randn((1, num_classes + 1, VECTOR_CHANNELS), generator=gen).to(label.device)
+        codes = codes.expand(n, -1, -1)
+    else:
+        codes = _randn((n, num_classes + 1, VECTOR_CHANNELS), label, generator)
+    idx = label.flatten(1)[..., None].expand(-1, -1, VECTOR_CHANNELS)
+    return codes.gather(1, idx).permute(0, 2, 1).reshape(n, VECTOR_CHANNELS, *label.shape[1:])
+
+
+def label_boundary(label: Tensor, radius: int = 1) -> Tensor:
+    """1 where a (2r+1)^2 window around the pixel holds more than one class (ignore counts as one), else 0."""
+    x = label[:, None].float()
+    k = 2 * radius + 1
+    high = F.max_pool2d(x, k, stride=1, padding=radius)
+    low = -F.max_pool2d(-x, k, stride=1, padding=radius)
+    return (high != low).float()
+
+
+@encoding("boundary", lambda k: 1, False, "class-agnostic region edges: where regions meet, not which class")
+def _boundary(label: Tensor, num_classes: int, fixed: bool, generator: torch.Generator | None) -> Tensor:
+    # Class-agnostic region edges (2 px wide): says where regions meet, never which class they are.
+    return label_boundary(label)
+
+
+@encoding("boundary_codes", lambda k: 2, False, "the reference's random codes plus their regions' edges")
+def _boundary_codes(
+    label: Tensor, num_classes: int, fixed: bool, generator: torch.Generator | None
+) -> Tensor:
+    # The reference's random codes plus their regions' edges: grouping said twice, identity never.
+    return torch.cat([_random_codes(label, num_classes, fixed, generator), label_boundary(label)], 1)
 
 
 @dataclass
@@ -119,7 +192,9 @@ class CorruptionParams:
 class EncoderParams:
     """How labels become input channels (``method.encoder`` of a LAD teacher).
 
-    kind: ``random_codes`` (reference) or ``onehot``. noise: std of the per-pixel Gaussian noise
+    kind: ``random_codes`` (reference), ``onehot`` (gives the class away: an upper bound),
+    ``random_vectors`` (8-d random codes per image and class), ``boundary`` (class-agnostic region
+    edges) or ``boundary_codes`` (random codes + edges). noise: std of the per-pixel Gaussian noise
     (reference: 0.03 in teacher training, 0.02 in distillation). scale: a number, a normalisation
     name (``imagenet`` -> about 1.74, ``reference_bgr`` -> 100; see ``Normalization.label_scale``),
     or ``auto``: the label scale of the input the network reads (the data's normalisation for a
@@ -330,10 +405,15 @@ __all__ = [
     "EncoderParams",
     "LabelEncoder",
     "REFERENCE_CODES_MAX_CLASSES",
+    "ENCODING_INFO",
+    "EncodingInfo",
     "TeacherLabelParams",
+    "VECTOR_CHANNELS",
     "channels",
+    "label_boundary",
     "corrupt_labels",
     "declared_encoding",
+    "encoding",
     "fixed_codes",
     "resolve_scale",
 ]

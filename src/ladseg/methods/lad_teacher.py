@@ -42,6 +42,9 @@ class LADTeacherParams(MethodParams):
         BatchNorm the loss is identical; with BatchNorm the statistics are taken over the 2B samples
         (each image twice, with two label codings) instead of per path, so the two paths share one
         normalisation (the reference runs two separate passes).
+    image_drop: per image and step, the probability that the teacher sees a blank image (the
+        normalised mean, zeros) with its label: there the label is the only cue, so the label path
+        must learn to carry the prediction (0 = the paper; about 0.3 as ControlNet drops prompts).
     eval_label: label channel during validation: ``fixed`` codes (as in distillation), ``random``
         codes, or ``none`` (zeros). eval_noise: noise std of the fixed codes (0.02 as in distillation).
     """
@@ -53,6 +56,7 @@ class LADTeacherParams(MethodParams):
     tau: float = 4.0
     encoder: EncoderParams = field(default_factory=EncoderParams)
     two_path_batch: bool = False
+    image_drop: float = 0.0
     eval_label: str = "fixed"
     eval_noise: float = 0.02
 
@@ -68,6 +72,8 @@ class LADTeacherParams(MethodParams):
             )
         if self.tau <= 0:
             raise ConfigError(f"config key '{key}.tau': must be > 0, got {self.tau}")
+        if not 0.0 <= self.image_drop <= 1.0:
+            raise ConfigError(f"config key '{key}.image_drop': must be in [0, 1], got {self.image_drop}")
 
 
 def check_label_input(model: Segmentor, encoder: LabelEncoder, role: str) -> None:
@@ -119,6 +125,9 @@ class LADTeacher(Method):
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         p: LADTeacherParams = self.params  # type: ignore[assignment]
         x, y = batch["image"], batch["mask"]
+        if p.image_drop > 0:  # blank images: the label is the only cue there (both paths alike)
+            keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device) >= p.image_drop
+            x = x * keep.to(x.dtype)
         e1, e2 = self.encoder(y), self.encoder(y)  # independent codes and noise
         x1, x2 = torch.cat([x, e1.to(x.dtype)], 1), torch.cat([x, e2.to(x.dtype)], 1)
         if p.two_path_batch:
