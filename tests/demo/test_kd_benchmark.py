@@ -87,3 +87,10 @@ def test_quick_benchmark_shares_the_teacher_and_pairs_by_seed(tmp_path: Path) ->
     assert main([*argv, "--report-only"]) == 0
     assert main(argv) == 0  # a rerun trains nothing
     assert {p: p.stat().st_mtime_ns for p in out.rglob("last.pth")} == before
+    # the wall-clock-matched control: plain steps for as long as the cwd student's stage took
+    assert main([*argv, "--seed", "0", "--time-matched", "cwd"]) == 0
+    summary = json.loads((out / "report" / "report.json").read_text())
+    matched = summary["protocols"]["finetune"]["rows"]["control_time_cwd"]
+    log = [json.loads(line) for line in (out / "seed0/finetune/control_time_cwd/metrics.jsonl").open()]
+    iters = max(r["iter"] for r in log if r["type"] == "train")
+    assert iters >= 2 and matched["seeds"] == [0] and "vs_control" in matched

@@ -11,6 +11,7 @@ a config per distillation method and two protocols, each with its own control::
         control      = train(student config, init=baseline)         # the same N, no teacher
         self_distill = train(self-distillation config, init=baseline, teacher=baseline)
         <method>     = train(method config, init=baseline, teacher=teacher)
+        control_time_<method> = the control with that student stage's wall-clock (``--time-matched``)
       scratch/       # CIRKD's protocol: the full schedule from the student's initialisation
         <method>     = train(method config, teacher=teacher)        # control: the baseline itself
 
@@ -43,6 +44,8 @@ from ladseg.errors import ConfigError
 PROTOCOLS = ("finetune", "scratch")
 #: the control row of each protocol (a stage of the seed's folder)
 CONTROL = {"finetune": "finetune/control", "scratch": "baseline"}
+#: ``finetune/<TIME_MATCHED><method>``: the control given the wall-clock of that method's student stage
+TIME_MATCHED = "control_time_"
 LAD = "lad"  # the method name of the LAD student (its teacher is the recipe's LAD teacher)
 #: the thin classes a CamVid report names (looked up by name; absent names are skipped)
 THIN_CLASSES = ("pole", "sign", "pedestrian", "bicyclist")
@@ -148,6 +151,11 @@ class Bench:
             overrides.append(f"train.init_checkpoint={run_dir / 'baseline' / 'last.pth'}")
         if row == "control":
             return self._load(self.recipe.student, overrides, kind)
+        if row.startswith(TIME_MATCHED):  # as many seconds of plain steps as the method's stage took
+            method = row[len(TIME_MATCHED) :]
+            plain = self._load(self.recipe.student, overrides, kind)
+            iters = self.time_matched_iters(seed, method, plain.train.iters)
+            return self._load(self.recipe.student, overrides, kind, [f"train.iters={iters}"])
         if row == "self_distill":
             if self.recipe.self_distill is None:
                 raise ConfigError("the recipe has no self_distill config")
@@ -160,17 +168,37 @@ class Bench:
         teacher = self.out / ("lad_teacher" if row == LAD else "teacher") / "last.pth"
         return self._load(self.recipe.methods[row], [*overrides, f"teacher.checkpoint={teacher}"], kind)
 
-    def _load(self, path: Path, overrides: list[str], kind: str) -> Config:
-        # the user's overrides last; the profile's before them so a user can change a schedule
-        return load_config(path, [*overrides, *self.recipe.overrides(self.profile, kind), *self.extra])
+    def _load(self, path: Path, overrides: list[str], kind: str, last: list[str] | None = None) -> Config:
+        # the user's overrides after the profile's, so a user can change a schedule
+        return load_config(
+            path, [*overrides, *self.recipe.overrides(self.profile, kind), *self.extra, *(last or [])]
+        )
 
-    def stages(self, protocols: list[str], methods: list[str] | None = None) -> list[str]:
-        """The stages of one seed for these protocols (and, if given, only these methods)."""
+    def time_matched_iters(self, seed: int, method: str, iters: int) -> int:
+        """Plain fine-tuning iterations that take the wall-clock of ``method``'s student stage: ``iters``
+        x (its seconds per step / the control's), both measured in this seed's logs."""
+        run_dir = self.out / f"seed{seed}" / "finetune"
+        per_step = {}
+        for row in (method, "control"):
+            steps = [
+                r for r in read_metrics(run_dir / row) if r.get("type") == "train" and r.get("s_per_iter")
+            ]
+            if not steps:
+                raise ConfigError(f"the time-matched control needs {run_dir / row} trained first")
+            per_step[row] = training_seconds(run_dir / row) / max(r["iter"] for r in steps)
+        return max(iters, round(iters * per_step[method] / per_step["control"]))
+
+    def stages(
+        self, protocols: list[str], methods: list[str] | None = None, time_matched: list[str] | None = None
+    ) -> list[str]:
+        """The stages of one seed for these protocols (and, if given, only these methods); each method
+        in ``time_matched`` adds a fine-tuning control with its student stage's wall-clock."""
         stages = ["baseline"]
         for proto in protocols:
             rows = [m for m in self.recipe.protocols.get(proto, []) if methods is None or m in methods]
             if proto == "finetune":
                 rows = ["control", *(["self_distill"] if self.recipe.self_distill else []), *rows]
+                rows += [TIME_MATCHED + m for m in time_matched or []]
             stages += [f"{proto}/{row}" for row in rows]
         return stages
 
@@ -216,7 +244,9 @@ class Bench:
         return result
 
 
-def summarize(bench: Bench, seeds: list[int], protocols: list[str]) -> dict[str, Any]:
+def summarize(
+    bench: Bench, seeds: list[int], protocols: list[str], time_matched: list[str] | None = None
+) -> dict[str, Any]:
     """Score every finished stage; per protocol, each row's mean ± std and its paired gap to the control."""
     summary: dict[str, Any] = {
         "seeds": seeds,
@@ -237,16 +267,19 @@ def summarize(bench: Bench, seeds: list[int], protocols: list[str]) -> dict[str,
             }  # fmt: skip
     scores: dict[str, dict[int, dict[str, Any]]] = {}
     for seed in seeds:
-        for stage in bench.stages(protocols):
-            cfg = bench.stage_config(seed, stage)
+        for stage in bench.stages(protocols, time_matched=time_matched):
             work_dir = bench.out / f"seed{seed}" / stage
+            if not (work_dir / "last.pth").exists():
+                continue
+            cfg = bench.stage_config(seed, stage)
             if bench.finished(work_dir, cfg):
                 scores.setdefault(stage, {})[seed] = bench.score(cfg, work_dir)
     summary["protocols"] = {}
     for proto in protocols:
         control = CONTROL[proto]
         rows: dict[str, Any] = {}
-        for stage in [s for s in bench.stages([proto]) if s == control or s.startswith(proto + "/")]:
+        listed = bench.stages([proto], time_matched=time_matched)
+        for stage in [s for s in listed if s == control or s.startswith(proto + "/")]:
             if stage not in scores:
                 continue
             per_seed = scores[stage]
@@ -365,21 +398,22 @@ def run_bench(
     quick: bool = False,
     extra: list[str] | None = None,
     train_stages: bool = True,
+    time_matched: list[str] | None = None,
 ) -> dict[str, Any]:
     """Train what is missing (teachers first, then each seed's stages) and write the report."""
     t0 = time.perf_counter()
     recipe = load_bench_recipe(recipe_path)
     protocols = protocols or [p for p in PROTOCOLS if p in recipe.protocols]
-    bad = [m for m in methods or [] if m not in recipe.methods]
+    bad = [m for m in [*(methods or []), *(time_matched or [])] if m not in recipe.methods]
     if bad:
         raise ConfigError(f"unknown method(s) {bad}; the recipe defines {sorted(recipe.methods)}")
     bench = Bench(recipe, Path(out), "quick" if quick else "default", list(extra or []))
     if train_stages:
-        stages = bench.stages(protocols, methods)
+        stages = bench.stages(protocols, methods, time_matched)
         need_lad = any(s.endswith("/" + LAD) for s in stages)
         bench.run_teachers(need_lad)
         for seed in seeds:
             bench.run_seed(seed, stages)
-    summary = summarize(bench, seeds, protocols)
+    summary = summarize(bench, seeds, protocols, time_matched)
     write_bench_report(summary, Path(out) / "report", time.perf_counter() - t0)
     return summary
