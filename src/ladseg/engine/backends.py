@@ -159,11 +159,12 @@ def cached_onnx(checkpoint: Path) -> Path:
     return target
 
 
-def session_for(path: Path, device: torch.device) -> Any:
-    """An inference session: CPU provider (CUDA first on a CUDA device when installed), engine threads."""
+def session_for(path: Path, device: torch.device, threads: int | None = None) -> Any:
+    """An inference session: CPU provider (CUDA first on a CUDA device when installed), the engine's
+    thread count unless ``threads`` is given."""
     ort = require_onnxruntime()
     options = ort.SessionOptions()
-    options.intra_op_num_threads = inference_threads()
+    options.intra_op_num_threads = threads or inference_threads()
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     providers: list[Any] = ["CPUExecutionProvider"]
@@ -232,4 +233,5 @@ __all__ = [
     "is_onnx",
     "load_network",
     "require_onnxruntime",
+    "session_for",
 ]
