@@ -50,17 +50,24 @@ def as_rgb(image: ImageInput) -> np.ndarray:
 class Segmenter:
     """A loaded checkpoint ready to segment images (see :func:`load`).
 
-    ``model`` is the network, ``meta`` the checkpoint's meta (class names, palette, config),
-    ``settings`` the inference mode it runs, ``class_names`` the names of the predicted ids.
+    ``model`` is the network (a Segmentor, or an ONNX Runtime session behind the same interface),
+    ``meta`` the checkpoint's meta (class names, palette, config), ``settings`` the inference mode
+    it runs, ``backend`` what runs it, ``class_names`` the names of the predicted ids.
     """
 
     def __init__(
-        self, model: Segmentor, meta: dict[str, Any], settings: InferenceSettings, device: torch.device
+        self,
+        model: Segmentor | torch.nn.Module,
+        meta: dict[str, Any],
+        settings: InferenceSettings,
+        device: torch.device,
+        backend: str = "torch",
     ) -> None:
         from ladseg.data.transforms import build_transforms
 
         self.model = model.to(device).eval()
         self.meta = meta
+        self.backend = backend
         self.settings = settings
         self.device = device
         self.kwargs = settings.kwargs()  # a window that cannot work fails here, before any image
@@ -112,17 +119,21 @@ def load(
     scale_mode: str | None = None,
     average: str | None = None,
     rounding: str | None = None,
+    backend: str | None = None,
 ) -> Segmenter:
-    """A :class:`Segmenter` for any ladseg checkpoint or reference (CIRKD/LAD) checkpoint.
+    """A :class:`Segmenter` for any ladseg checkpoint, reference (CIRKD/LAD) checkpoint or ``.onnx`` export.
 
     Inference options not given follow the checkpoint's training config (``eval`` section; whole
-    image for a reference checkpoint). A LAD teacher (image + label channels) cannot predict from
-    an image alone: that is a CheckpointError.
+    image for a reference checkpoint). ``backend``: ``torch`` or ``onnxruntime`` (the checkpoint
+    exported once and cached beside it; see :mod:`ladseg.engine.backends`); default torch for a
+    checkpoint, onnxruntime for an ``.onnx`` file. A LAD teacher (image + label channels) cannot
+    predict from an image alone: that is a CheckpointError.
     """
+    from ladseg.engine.backends import load_network
     from ladseg.engine.builders import resolve_device
-    from ladseg.engine.checkpoint import build_model_from_checkpoint
 
-    model, meta = build_model_from_checkpoint(checkpoint)
+    loaded = load_network(checkpoint, backend, resolve_device(device))
+    model, meta = loaded.network, loaded.meta
     if model.in_channels != 3:
         raise CheckpointError(
             f"{checkpoint} reads {model.in_channels} input channels (a LAD teacher also reads labels); "
@@ -135,7 +146,7 @@ def load(
         saved_eval, saved_data, mode=mode, crop_size=crop_size, stride=stride, scales=scales,
         flip=flip, scale_mode=scale_mode, average=average, rounding=rounding,
     )  # fmt: skip
-    return Segmenter(model, meta, settings, resolve_device(device))
+    return Segmenter(model, meta, settings, loaded.device, loaded.backend)
 
 
 def _config(config: str | Path | Config | Mapping[str, Any], overrides: Mapping[str, Any]) -> Config:
@@ -190,10 +201,12 @@ def evaluate(
     scale_mode: str | None = None,
     average: str | None = None,
     rounding: str | None = None,
+    backend: str | None = None,
     **overrides: Any,
 ) -> SegMetrics:
-    """Metrics (mIoU, per-class IoU/Acc) of ``checkpoint`` on the config's dataset ``split``
-    (default ``data.val_split``); inference options replace the config's ``eval`` section."""
+    """Metrics (mIoU, per-class IoU/Acc) of ``checkpoint`` (or an ``.onnx`` export) on the config's
+    dataset ``split`` (default ``data.val_split``); inference options replace the config's ``eval``
+    section; ``backend`` as in :func:`load`."""
     from ladseg.engine.checkpoint_eval import evaluate_checkpoint
 
     cfg = _config(config, overrides)
@@ -201,7 +214,7 @@ def evaluate(
         cfg, mode=mode, crop_size=crop_size, stride=stride, scales=scales, flip=flip, scale_mode=scale_mode,
         average=average, rounding=rounding,
     )  # fmt: skip
-    metrics, _ = evaluate_checkpoint(cfg, checkpoint, split=split, progress=progress)
+    metrics, _ = evaluate_checkpoint(cfg, checkpoint, split=split, progress=progress, backend=backend)
     return metrics
 
 

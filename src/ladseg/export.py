@@ -159,14 +159,25 @@ def export_checkpoint(
             f"{checkpoint}: the network reads {model.in_channels} input channels (a label-assisted teacher); "
             "export a 3-channel student instead"
         )
-    info = {
+    export_onnx(model, onnx_path, opset, size, metadata=export_metadata(meta))
+    return model, meta
+
+
+def export_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """What a deployment (and ``ladseg predict`` / ``eval`` on the .onnx file) needs from the checkpoint's
+    meta: spec, normalisation, class names, palette, and the evaluation settings of its training run."""
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    saved_eval = config.get("eval") if isinstance(config.get("eval"), dict) else {}
+    saved_data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    data = {k: saved_data[k] for k in ("resize_ratio", "crop_size") if saved_data.get(k) is not None}
+    return {
         "ladseg_spec": {k: v for k, v in dict(meta.get("spec") or {}).items() if k != "pretrained"},
         "normalize": meta.get("normalize") or "imagenet",
         "class_names": meta.get("class_names"),
+        "palette": meta.get("palette"),
+        "inference": {"eval": saved_eval, "data": data},
         "output": "logits N x K x H x W at the input size; prediction = argmax over K",
     }
-    export_onnx(model, onnx_path, opset, size, metadata=info)
-    return model, meta
 
 
 __all__ = [
@@ -174,6 +185,7 @@ __all__ = [
     "LogitsAtInputSize",
     "adaptive_avg_pool2d_matmul",
     "export_checkpoint",
+    "export_metadata",
     "export_onnx",
     "exportable_ops",
     "onnx_max_error",

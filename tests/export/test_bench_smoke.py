@@ -81,6 +81,26 @@ def test_bench_variants_combine_the_flags_and_name_the_defaults(monkeypatch: pyt
 
 def test_cli_has_bench_and_export() -> None:
     args = build_parser().parse_args(["bench", "--crop", "64", "--amp"])
-    assert args.crop == 64 and args.amp and args.models == ["deeplabv3", "pspnet"]
+    assert args.crop == 64 and args.amp and args.models is None  # run() fills in deeplabv3 pspnet
     args = build_parser().parse_args(["export", "x.pth", "--onnx", "x.onnx", "--size", "64", "96"])
     assert args.size == [64, 96] and args.opset == 17
+
+
+def test_inference_bench_times_every_path_on_one_tiny_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "inference.json"
+    argv = ["--inference", "--models", "stdc:stdc1", "--sizes", "64x64", "--iters", "1", "--warmup", "0",
+            "--classes", "3", "--json", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "| model | input | path | ms/image | images/s | x best torch |" in table
+    rows = json.loads(out.read_text())["inference"]
+    assert [r["path"] for r in rows] == ["torch", "channels_last", "onnxruntime", "int8"]
+    assert all(r["error"] is None and r["ms"] > 0 and r["size"] == [64, 64] for r in rows)
+    best = min(r["ms"] for r in rows[:2])
+    for r in rows:
+        assert r["x_best_torch"] == pytest.approx(best / r["ms"])
+    assert main(["--inference", "--sizes", "64by64"]) == 2
+    assert "--sizes '64by64': write H x W as e.g. 360x480" in capsys.readouterr().out

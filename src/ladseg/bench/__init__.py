@@ -15,6 +15,13 @@ from pathlib import Path
 
 import torch
 
+from ladseg.bench.inference import (
+    DEFAULT_MODELS,
+    DEFAULT_SIZES,
+    PATHS,
+    inference_markdown,
+    run_inference_bench,
+)
 from ladseg.bench.measure import (
     BASELINE,
     STEPS,
@@ -31,6 +38,8 @@ from ladseg.bench.measure import (
     synthetic_batch,
 )
 from ladseg.errors import ConfigError
+
+TRAINING_MODELS = ("deeplabv3", "pspnet")
 
 __all__ = [
     "STEPS",
@@ -55,6 +64,7 @@ def run_bench(args: argparse.Namespace) -> BenchReport:
     from ladseg.engine.builders import resolve_device
 
     device = resolve_device(args.device)
+    args.models = args.models or list(TRAINING_MODELS)
     if args.amp_mode == "auto":
         args.amp_mode = "fp16" if device.type == "cuda" and not torch.cuda.is_bf16_supported() else "bf16"
     if args.amp_mode == "fp16" and device.type != "cuda":
@@ -181,8 +191,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--models",
         nargs="+",
-        default=["deeplabv3", "pspnet"],
-        help="segmentors, each NAME or NAME:BACKBONE (e.g. stdc:stdc1); default backbone --backbone",
+        default=None,
+        help="segmentors, each NAME or NAME:BACKBONE (e.g. stdc:stdc1); default backbone --backbone; "
+        f"default {' '.join(TRAINING_MODELS)} (with --inference: {' '.join(DEFAULT_MODELS)})",
     )
     p.add_argument("--backbone", default="resnet18")
     p.add_argument("--batch", type=int, default=2, help="training batch (default 2: CPU-sized)")
@@ -212,10 +223,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-scales", type=float, nargs="+", default=[0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
     p.add_argument("--skip-eval", action="store_true", help="leave out the inference modes")
     p.add_argument("--json", type=Path, default=None, help="also write the full results to this JSON file")
+    d = p.add_argument_group(
+        "deployment (--inference)",
+        "CPU inference at batch 1: torch NCHW, channels_last, ONNX Runtime fp32 and int8, interleaved",
+    )
+    d.add_argument("--inference", action="store_true", help="run the deployment benchmark instead")
+    d.add_argument("--sizes", nargs="+", metavar="HxW", default=None,
+                   help=f"input sizes (default {' '.join(DEFAULT_SIZES)})")  # fmt: skip
+    d.add_argument("--paths", nargs="+", choices=PATHS, default=None, help="paths to time (default all)")
+    d.add_argument("--checkpoints", nargs="+", default=None,
+                   help="trained students (.pth) instead of random-weight --models; int8 calibrates on "
+                   "each one's training images")  # fmt: skip
+    d.add_argument("--calib-count", type=int, default=32, help="int8 calibration images of a checkpoint")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print the Markdown tables (and write ``--json``)."""
+    if args.inference:
+        return run_inference(args)
     for name in ("batch", "crop", "iters", "classes", "encoder_batch", "encoder_size"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -229,12 +254,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_inference(args: argparse.Namespace) -> int:
+    """``--inference``: the deployment table (and ``--json``)."""
+    for name in ("iters", "classes", "calib_count"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    settings, rows = run_inference_bench(args)
+    print(inference_markdown(settings, rows))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(
+            json.dumps({"settings": settings, "inference": [asdict(r) for r in rows]}, indent=2)
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from ladseg.errors import LadsegError
 
     p = argparse.ArgumentParser(
         prog="python -m ladseg.bench",
-        description="Speed benchmark of LAD training steps and inference modes.",
+        description="Speed benchmark of LAD training steps and inference modes; --inference: deployment "
+        "paths (torch, channels_last, ONNX Runtime fp32 and int8) on the CPU.",
     )
     add_arguments(p)
     args = p.parse_args(argv)

@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="benchmark supervised / LAD teacher / distillation steps and inference modes",
         description="Time a supervised, a LAD-teacher and a distillation step side by side (ratios from "
         "one run), optionally with channels_last, autocast and torch.compile; the label encoder against "
-        "a per-class loop; and whole / slide / multi-scale+flip inference. Prints Markdown tables.",
+        "a per-class loop; and whole / slide / multi-scale+flip inference. With --inference: a student's "
+        "CPU inference in PyTorch NCHW, channels_last, ONNX Runtime fp32 and int8, interleaved (measure "
+        "on an idle machine). Prints Markdown tables.",
     )
     add_arguments(p)
     p.set_defaults(func=run)

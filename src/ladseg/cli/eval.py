@@ -42,6 +42,11 @@ def add_inference_args(p: argparse.ArgumentParser, defaults: str = "the config's
         help="multiscale: scaled sizes rounded (default) or floored (the reference's)",
     )  # fmt: skip
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: run.device / auto)")
+    p.add_argument(
+        "--backend", default=None, metavar="NAME",
+        help="torch | onnxruntime (the checkpoint exported to ONNX once, cached beside it); "
+        "default: torch for a checkpoint, onnxruntime for an .onnx file",
+    )  # fmt: skip
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,7 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("config", help="YAML config naming the dataset")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
-    p.add_argument("--checkpoint", required=True, help="ladseg or reference checkpoint (.pth)")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="ladseg or reference checkpoint (.pth), or an .onnx export (fp32 or int8)",
+    )
     p.add_argument("--split", default=None, help="dataset split (default: data.val_split)")
     p.add_argument("--json", type=Path, default=None, help="also write the metrics to this JSON file")
     add_inference_args(p)
@@ -77,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
         prepare_output_file(args.json, "--json", (args.config, args.checkpoint))  # before the evaluation
     e = cfg.eval
     try:
-        metrics, dataset = evaluate_checkpoint(cfg, args.checkpoint, split=args.split, verbose=True)
+        metrics, dataset = evaluate_checkpoint(
+            cfg, args.checkpoint, split=args.split, verbose=True, backend=args.backend
+        )
     except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
         if not is_out_of_memory(exc):
             raise

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ladseg.cli import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -28,6 +30,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--atol", type=float, default=1e-3, help="largest accepted |onnx - torch| logit difference"
     )
+    q = p.add_argument_group(
+        "int8", "static QDQ quantization (per-channel weights), calibrated on training images"
+    )
+    q.add_argument("--int8", action="store_true", help="write the int8 model to --onnx (instead of fp32)")
+    q.add_argument("--calib-config", default=None,
+                   help="config naming the calibration dataset (default: the checkpoint's training config)")  # fmt: skip
+    q.add_argument("--calib-split", default=None, help="calibration split (default: data.train_split)")
+    q.add_argument("--calib-images", type=Path, default=None, help="calibrate on a folder of images instead")
+    q.add_argument("--calib-count", type=positive_int, default=32, help="calibration images (default 32)")
     p.set_defaults(func=run)
 
 
@@ -40,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
     h, w = args.size
     if h < 32 or w < 32:
         raise LadsegError(f"--size {h} {w}: use at least 32 x 32 (the networks down-sample by 8 to 32)")
+    if args.int8:
+        return run_int8(args, (h, w))
+    if any(v is not None for v in (args.calib_config, args.calib_split, args.calib_images)):
+        raise LadsegError(
+            "--calib-config/--calib-split/--calib-images calibrate an --int8 export; add --int8"
+        )
     model, meta = export_checkpoint(args.checkpoint, args.onnx, args.opset, (h, w))
     print(f"wrote {args.onnx} (opset {args.opset}, input N x 3 x H x W, normalize={meta.get('normalize')})")
     if args.no_verify:
@@ -55,4 +72,32 @@ def run(args: argparse.Namespace) -> int:
     print(f"onnxruntime vs PyTorch: max |diff| = {err:.2e} at {h}x{w} and {h + 24}x{w + 40}")
     if err > args.atol:
         raise LadsegError(f"ONNX output differs from PyTorch by {err:.2e} > --atol {args.atol}")
+    return 0
+
+
+def run_int8(args: argparse.Namespace, size: tuple[int, int]) -> int:
+    """fp32 export to a temporary file, calibration, quantization to ``--onnx``; then how often int8
+    and fp32 predict the same class on the calibration images."""
+    import tempfile
+
+    from ladseg.engine.backends import require_onnxruntime
+    from ladseg.export import export_checkpoint
+    from ladseg.quantize import checkpoint_calibration, prediction_agreement, quantize_int8
+
+    require_onnxruntime()
+    with tempfile.TemporaryDirectory(prefix="ladseg-export-") as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        _, meta = export_checkpoint(args.checkpoint, fp32, args.opset, size)
+        calibration = checkpoint_calibration(
+            meta, args.calib_count, args.calib_config, args.calib_split, args.calib_images
+        )
+        record = quantize_int8(fp32, args.onnx, calibration)
+        agree = None if args.no_verify else prediction_agreement(fp32, args.onnx, calibration.inputs)
+    src = calibration.source
+    where = src.get("folder") or f"{src.get('dataset')}/{src.get('split')} ({src.get('config')})"
+    print(
+        f"wrote {args.onnx} (int8 QDQ, weights {record['weights']}; calibrated on {src['images']} images of {where})"
+    )
+    if agree is not None:
+        print(f"int8 vs fp32: {100 * agree:.2f} % of pixels predict the same class on the calibration images")
     return 0

@@ -39,7 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "end and the exit status is 1. Inference follows the checkpoint's evaluation settings "
         "unless the options below say otherwise.",
     )
-    p.add_argument("--checkpoint", required=True, help="ladseg or reference checkpoint (.pth)")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="ladseg or reference checkpoint (.pth), or an .onnx export (fp32 or int8)",
+    )
     p.add_argument("--input", required=True, type=Path, help="an image or a folder of images")
     p.add_argument("--output", required=True, type=Path, help="output folder")
     p.add_argument("--alpha", type=unit_float, default=0.5, help="overlay opacity of the mask (0..1)")
@@ -102,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     segmenter = load(
         args.checkpoint, args.device or "auto", mode=args.mode, crop_size=args.crop_size, stride=args.stride,
         scales=args.scales, flip=args.flip, scale_mode=args.scale_mode, average=args.average,
-        rounding=args.rounding,
+        rounding=args.rounding, backend=args.backend,
     )  # fmt: skip
     prepare_output_dir(args.output, "--output")
     palette = np.asarray(segmenter.meta.get("palette") or bit_palette(segmenter.num_classes), dtype=np.uint8)
@@ -150,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {written} masks and overlays to {args.output}"
         + (f" ({len(names)} classes)" if names else "")
         + (f"; mode {segmenter.settings.mode}" + (f", resize ratio {ratio:g}" if ratio != 1.0 else ""))
+        + f"; backend {segmenter.backend}"
     )
     if bad:
         print(f"ladseg predict: {len(bad)} of {len(images)} images could not be read:", file=sys.stderr)

@@ -96,6 +96,13 @@ def set_threads(device: torch.device) -> int:
     return torch.get_num_threads()
 
 
+def inference_threads() -> int:
+    """Intra-op threads for a runtime other than torch (ONNX Runtime): the rule of :func:`set_threads`,
+    i.e. ``OMP_NUM_THREADS`` when set, else this process's share of the cores."""
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, int(given)) if given.strip().isdigit() else plan_threads()
+
+
 # -- decisions -------------------------------------------------------------------------------
 def use_channels_last(mode: bool | str, device: torch.device) -> bool:
     """``auto``: on (measured faster on this CPU at realistic sizes, and on CUDA)."""

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch.nn import Module
+
 from ladseg.engine import evaluation
+from ladseg.engine.backends import default_backend, load_network
 from ladseg.engine.builders import build_loader_for, build_split, method_class, resolve_device
 from ladseg.engine.checkpoint import build_model_from_checkpoint
 from ladseg.engine.config import Config
@@ -23,6 +28,7 @@ from ladseg.engine.metrics import SegMetrics
 from ladseg.errors import CheckpointError
 from ladseg.methods.base import MethodParams
 from ladseg.methods.label_encoding import declared_encoding, resolve_scale
+from ladseg.models.segmentor import Segmentor
 
 
 def _declared_label_encoding(params: Any, meta: dict[str, Any], verbose: bool) -> Any:
@@ -55,12 +61,21 @@ def evaluate_checkpoint(
     method_params: dict[str, Any] | None = None,
     progress: bool = True,
     verbose: bool = False,
+    backend: str | None = None,
 ) -> tuple[SegMetrics, Any]:
-    """Metrics of ``checkpoint`` on ``split`` (default ``data.val_split``); returns (metrics, dataset)."""
+    """Metrics of ``checkpoint`` on ``split`` (default ``data.val_split``); returns (metrics, dataset).
+
+    ``backend`` (:mod:`ladseg.engine.backends`; default torch, onnxruntime for an ``.onnx`` file):
+    another backend runs the same data, inference modes and evaluator, so their mIoU compare.
+    """
     from ladseg.methods import build_method
 
     device = resolve_device(cfg.run.device)
-    model, meta = build_model_from_checkpoint(checkpoint)
+    if (backend or default_backend(checkpoint)) != "torch":
+        loaded = load_network(checkpoint, backend, device)
+        model, meta, device = loaded.network, loaded.meta, loaded.device
+    else:
+        model, meta = build_model_from_checkpoint(checkpoint)
     normalize = meta.get("normalize") or cfg.data.normalize
     if normalize != cfg.data.normalize:
         if verbose:
@@ -74,7 +89,9 @@ def evaluate_checkpoint(
             f"{checkpoint} predicts {model.num_classes} classes but {cfg.data.dataset!r} has {dataset.num_classes}"
         )
     network, input_fn = model, (lambda batch: batch["image"])
-    cls = method_class(cfg.method_name)
+    cls = method_class(cfg.method_name) if isinstance(model, Segmentor) else None
+    if cls is None:  # another backend runs an image-only network as it is
+        return _evaluate(cfg, network, input_fn, dataset, meta, device, progress), dataset
     if model.in_channels > 3 and not getattr(cls, "label_input", False):
         raise CheckpointError(
             f"{checkpoint} reads {model.in_channels} input channels (image + trained label channels: a LAD "
@@ -88,13 +105,24 @@ def evaluate_checkpoint(
             cfg.method_name, params, model, model.num_classes, normalize=input_normalization(normalize)
         )
         network, input_fn = method.eval_model(), method.inference_input
+    return _evaluate(cfg, network, input_fn, dataset, meta, device, progress), dataset
+
+
+def _evaluate(
+    cfg: Config,
+    network: Module,
+    input_fn: Callable[[dict[str, Any]], Any],
+    dataset: Any,
+    meta: dict[str, Any],
+    device: torch.device,
+    progress: bool,
+) -> SegMetrics:
     network.to(device)
     settings = eval_settings(cfg)
-    metrics = evaluation.evaluate(
-        network, build_loader_for(cfg, dataset, train=False), model.num_classes, mode=settings.mode,
+    return evaluation.evaluate(
+        network, build_loader_for(cfg, dataset, train=False), dataset.num_classes, mode=settings.mode,
         crop_size=settings.crop_size, stride=settings.stride, scales=settings.scales, flip=settings.flip,
         scale_mode=settings.scale_mode, multiscale_average=settings.average,
         multiscale_rounding=settings.rounding, input_fn=input_fn, device=device, progress=progress,
         class_names=list(dataset.classes) or meta.get("class_names"),
     )  # fmt: skip
-    return metrics, dataset

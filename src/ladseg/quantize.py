@@ -1,0 +1,197 @@
+"""int8 students: static QDQ quantization of an exported ONNX model, calibrated on training images.
+
+Why static QDQ with per-channel weights: on CPUs, ONNX Runtime runs QDQ graphs with int8
+kernels (its recommended format since 1.11), and per-channel weight scales keep the accuracy of
+convolutions whose filters differ in range. Activations are unsigned 8-bit (ONNX Runtime's choice
+for x86); on x86 CPUs without VNNI the weights use 7 bits (``reduce_range``) so the int16
+accumulation cannot saturate. The activation ranges come from MinMax calibration on a few dozen
+training images of the checkpoint's dataset, taken evenly across the split (or from a folder),
+transformed exactly as for evaluation; the model's ``quantization`` metadata says which.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ladseg.errors import ConfigError, DatasetError, LadsegError
+
+DEFAULT_CALIBRATION_IMAGES = 32
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class Calibration:
+    """Normalised 1 x 3 x H x W float32 inputs and how they were chosen (stored in the model)."""
+
+    inputs: list[np.ndarray]
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+def evenly_spaced(total: int, count: int) -> list[int]:
+    """``count`` indices spread over ``range(total)`` (all of them when there are fewer)."""
+    if total <= count:
+        return list(range(total))
+    return sorted({int(i) for i in np.linspace(0, total - 1, count).round()})
+
+
+def calibration_from_split(cfg: Any, split: str, count: int, normalize: str, origin: str) -> Calibration:
+    """Images of a config's dataset ``split`` with its evaluation transform (``normalize`` is the checkpoint's)."""
+    from ladseg.engine.builders import build_split
+
+    cfg.data.normalize = normalize
+    dataset = build_split(cfg, split, train=False)
+    picked = evenly_spaced(len(dataset), count)
+    if not picked:
+        raise DatasetError(f"{cfg.data.dataset}/{split} has no images to calibrate on")
+    inputs = [dataset[i]["image"].unsqueeze(0).numpy().astype(np.float32) for i in picked]
+    source = {"kind": "dataset split", "config": origin, "dataset": cfg.data.dataset, "split": split,
+              "images": len(inputs), "of": len(dataset)}  # fmt: skip
+    return Calibration(inputs, source)
+
+
+def calibration_from_folder(
+    folder: Path, count: int, normalize: str, resize_ratio: float = 1.0
+) -> Calibration:
+    """Images of a folder, read as predict reads them, with the evaluation transform."""
+    from ladseg.data.base import read_image
+    from ladseg.data.transforms import build_transforms
+
+    if not folder.is_dir():
+        raise DatasetError(f"--calib-images {folder}: no such folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise DatasetError(f"--calib-images {folder}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+    transform = build_transforms(False, normalize=normalize, resize_ratio=resize_ratio)
+    chosen = [files[i] for i in evenly_spaced(len(files), count)]
+    inputs = [transform({"image": read_image(p)})["image"].unsqueeze(0).numpy() for p in chosen]
+    source = {"kind": "folder", "folder": str(folder), "images": len(inputs), "of": len(files)}
+    return Calibration([x.astype(np.float32) for x in inputs], source)
+
+
+def checkpoint_calibration(
+    meta: dict[str, Any],
+    count: int = DEFAULT_CALIBRATION_IMAGES,
+    config: str | Path | None = None,
+    split: str | None = None,
+    folder: Path | None = None,
+) -> Calibration:
+    """Calibration images for a checkpoint: a folder, else ``config`` (default: the checkpoint's own
+    training config) and ``split`` (default: its train split)."""
+    from ladseg.engine.config import config_from_dict, load_config
+
+    normalize = meta.get("normalize") or "imagenet"
+    saved = meta.get("config") if isinstance(meta.get("config"), dict) else None
+    if folder is not None:
+        ratio = float(((saved or {}).get("data") or {}).get("resize_ratio") or 1.0)
+        return calibration_from_folder(folder, count, normalize, ratio)
+    if config is not None:
+        cfg, origin = load_config(config), str(config)
+    elif saved is not None:
+        try:
+            cfg, origin = config_from_dict(saved), "the checkpoint's training config"
+        except LadsegError as exc:
+            raise ConfigError(
+                f"the checkpoint's training config no longer loads ({exc}); give --calib-config or --calib-images"
+            ) from None
+    else:
+        raise ConfigError(
+            "this checkpoint has no training config: give --calib-config CFG or --calib-images DIR"
+        )
+    return calibration_from_split(cfg, split or cfg.data.train_split, count, normalize, origin)
+
+
+def _cpu_has_vnni() -> bool:
+    """x86 VNNI (8-bit dot products that do not saturate); False when it cannot be told."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags or "amx_int8" in flags
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over a list of inputs."""
+
+    def __init__(self, name: str, inputs: Sequence[np.ndarray]) -> None:
+        self._items: Iterator[np.ndarray] = iter(inputs)
+        self.name = name
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        item = next(self._items, None)
+        return None if item is None else {self.name: item}
+
+
+def _preprocess(ort_quant: Any, fp32: Path, out: Path) -> Path:
+    """ONNX Runtime's recommended pre-processing (shape inference, graph fusion); the input unchanged when it fails."""
+    try:
+        ort_quant.shape_inference.quant_pre_process(str(fp32), str(out), skip_symbolic_shape=False)
+    except Exception:  # noqa: BLE001 - optional: quantization works on the plain graph too
+        return fp32
+    return out
+
+
+def quantize_int8(fp32: str | Path, out: str | Path, calibration: Calibration) -> dict[str, Any]:
+    """Write the int8 QDQ model of ``fp32`` to ``out``; its metadata keeps the fp32 model's and adds
+    ``quantization`` (format, types, calibration source). Returns that record."""
+    import onnx
+    from onnxruntime import quantization as q
+
+    fp32, out = Path(fp32), Path(out)
+    if not calibration.inputs:
+        raise DatasetError("int8 calibration needs at least one image")
+    reduce_range = not _cpu_has_vnni()
+    record = {
+        "format": "QDQ", "weights": "int8 per-channel" + (" (7-bit range)" if reduce_range else ""),
+        "activations": "uint8", "calibration_method": "MinMax", "calibration": calibration.source,
+    }  # fmt: skip
+    source = onnx.load(str(fp32))
+    name = source.graph.input[0].name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ladseg-int8-") as tmp:
+        prepared = _preprocess(q, fp32, Path(tmp) / "prepared.onnx")
+        q.quantize_static(
+            str(prepared), str(out), _Reader(name, calibration.inputs), quant_format=q.QuantFormat.QDQ,
+            per_channel=True, reduce_range=reduce_range, activation_type=q.QuantType.QUInt8,
+            weight_type=q.QuantType.QInt8, calibrate_method=q.CalibrationMethod.MinMax,
+            calibration_cache_path=None,
+        )  # fmt: skip
+    model = onnx.load(str(out))
+    props = {p.key: p.value for p in source.metadata_props} | {"quantization": json.dumps(record)}
+    del model.metadata_props[:]
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(out))
+    return record
+
+
+def prediction_agreement(reference: str | Path, other: str | Path, inputs: Sequence[np.ndarray]) -> float:
+    """Share of pixels whose argmax class is the same under two ONNX models (e.g. int8 against fp32)."""
+    import onnxruntime as ort
+
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (reference, other)]
+    same = total = 0
+    for x in inputs:
+        a, b = (s.run(None, {s.get_inputs()[0].name: x})[0].argmax(1) for s in sessions)
+        same += int((a == b).sum())
+        total += a.size
+    return same / max(1, total)
+
+
+__all__ = [
+    "DEFAULT_CALIBRATION_IMAGES",
+    "Calibration",
+    "calibration_from_folder",
+    "calibration_from_split",
+    "checkpoint_calibration",
+    "evenly_spaced",
+    "prediction_agreement",
+    "quantize_int8",
+]
