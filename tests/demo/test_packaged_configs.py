@@ -12,8 +12,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ladseg.config_lookup import CONFIG_DIR, DEFAULT_RECIPE, find_config, packaged_configs
+from ladseg.demo.kd_benchmark import load_bench_recipe
 from ladseg.demo.recipe import load_recipe
 from ladseg.engine.config import load_config
 from ladseg.errors import ConfigError
@@ -47,8 +49,18 @@ def test_the_wheel_holds_every_config_and_recipe(wheel: Path) -> None:
     assert shipped <= names, sorted(shipped - names)[:5]
     # the recipes' configs and their _base_ parts are among them
     for recipe in packaged_configs("_recipes_/*.yaml"):
-        r = load_recipe(CONFIG_DIR / recipe)
-        for path in (r.baseline, r.teacher, r.student):
+        if "methods" in yaml.safe_load((CONFIG_DIR / recipe).read_text()):  # a kd-bench recipe
+            b = load_bench_recipe(CONFIG_DIR / recipe)
+            paths = [
+                b.student,
+                b.teacher,
+                *b.methods.values(),
+                *(p for p in (b.lad_teacher, b.self_distill) if p),
+            ]
+        else:
+            r = load_recipe(CONFIG_DIR / recipe)
+            paths = [r.baseline, r.teacher, r.student]
+        for path in paths:
             assert f"ladseg/configs/{path.resolve().relative_to(CONFIG_DIR).as_posix()}" in names
 
 

@@ -78,6 +78,8 @@ def load_recipe(path: str | Path = DEFAULT_RECIPE) -> DemoRecipe:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     unknown = sorted(set(raw) - {"configs", "profiles", "stages"})
+    if "methods" in raw and "protocols" in raw:
+        raise ConfigError(f"{path} is a distillation-benchmark recipe: run it with `ladseg kd-bench {path}`")
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; valid: configs, profiles, stages")
     stages = tuple(raw.get("stages") or STAGES)
