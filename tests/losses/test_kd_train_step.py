@@ -27,6 +27,7 @@ RECIPES: dict[str, list[dict[str, Any]]] = {
     "skd": [{"name": "skd", "adversarial": True}, {"name": "kd", "weight": 10.0}],
     "ifvd": [{"name": "ifvd"}, {"name": "kd", "weight": 10.0}],
     "cirkd": [{"name": "cirkd", **SMALL_MEMORY}, {"name": "kd"}],
+    "af_dcd": [{"name": "af_dcd", "partitions": 4}, {"name": "kd"}],  # the tiny teacher's width 12
 }
 
 

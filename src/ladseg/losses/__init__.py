@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ladseg.losses import (  # noqa: F401  (registration)
     adversarial,
+    af_dcd,
     at,
     cirkd,
     cwd,

@@ -78,6 +78,10 @@ class DistillLoss(nn.Module):
     #: does ``forward`` read the teacher's auxiliary logits? The ``distill`` method then computes them
     #: (a frozen teacher runs in eval mode, where a segmentor skips its auxiliary head).
     uses_teacher_aux: bool = False
+    #: which features ``student_channels``/``teacher_channels`` count and ``forward`` reads: ``decoder``
+    #: (``SegOutput.features``) or ``backbone`` (the last backbone stage, ``extras[BACKBONE_KEY]``; the
+    #: ``distill`` method then asks both networks for it)
+    feature_level: ClassVar[str] = "decoder"
 
     def __init__(
         self,

@@ -36,7 +36,7 @@ from ladseg.methods.label_encoding import (
     resolve_scale,
 )
 from ladseg.methods.lad_teacher import check_label_input
-from ladseg.models.segmentor import Segmentor, SegOutput
+from ladseg.models.segmentor import BACKBONE_KEY, Segmentor, SegOutput
 
 
 def _default_kd_losses() -> list[LossParams]:
@@ -66,16 +66,18 @@ class DistillParams(MethodParams):
 
 
 @torch.no_grad()
-def feature_channels(model: Segmentor) -> int:
-    """Channels of ``SegOutput.features``, found by one tiny eval-mode forward (no state changes)."""
+def feature_channels(model: Segmentor) -> dict[str, int]:
+    """Channels of the features a loss can read, by ``DistillLoss.feature_level`` (``decoder``:
+    ``SegOutput.features``; ``backbone``: the last backbone stage), found by one tiny eval-mode forward."""
     was_training = model.training
     ref = next(model.parameters())
     model.eval()
     try:
-        out = model(torch.zeros(1, model.in_channels, 64, 64, device=ref.device, dtype=ref.dtype))
+        x = torch.zeros(1, model.in_channels, 64, 64, device=ref.device, dtype=ref.dtype)
+        out = model(x, keep_backbone=True)
     finally:
         model.train(was_training)
-    return int(out.features.shape[1])
+    return {"decoder": int(out.features.shape[1]), "backbone": int(out.extras[BACKBONE_KEY].shape[1])}
 
 
 @METHODS.register("distill")
@@ -153,13 +155,15 @@ class Distill(Method):
         scale = resolve_scale(enc.scale, teacher_norm, self.label_scales)
         return LabelEncoder(enc, self.num_classes, self.ignore_index, scale)
 
-    def _build_losses(self, student_channels: int, teacher_channels: int) -> None:
+    def _build_losses(self, student_channels: dict[str, int], teacher_channels: dict[str, int]) -> None:
+        """Each loss gets the widths of the features it reads (its ``feature_level``)."""
         p: DistillParams = self.params  # type: ignore[assignment]
         for i, spec in enumerate(p.kd_losses):
             cls = LOSSES.get(spec.name)
+            level = cls.feature_level
             try:
                 loss: DistillLoss = cls(
-                    student_channels, teacher_channels, self.num_classes,
+                    student_channels[level], teacher_channels[level], self.num_classes,
                     ignore_index=self.ignore_index, **spec.options(),
                 )  # fmt: skip
             except (ConfigError, ValueError) as exc:  # a value out of range, or widths that cannot meet
@@ -177,14 +181,21 @@ class Distill(Method):
             return self.kd_names[int(index)]
         return super().term_name(module_name)
 
+    def _keep_backbone(self) -> bool:
+        """Does a loss read the backbone's last stage (then both networks return it)?"""
+        return any(fn.feature_level == "backbone" for fn in self.kd_losses)
+
     def _run_teacher(self, teacher: Segmentor, x: Tensor) -> SegOutput:
         """The teacher's output; with its auxiliary logits when a loss reads them (eval mode skips them)."""
+        keep = self._keep_backbone()
         if teacher.aux_head is None or not any(fn.uses_teacher_aux for fn in self.kd_losses):
-            return teacher(x)
+            return teacher(x, keep_backbone=keep)
         feats = teacher.backbone(x)
         out: SegOutput = teacher.decode_head(feats)
         if out.aux_logits is None:
             out.aux_logits = teacher.aux_head(feats[teacher.aux_index])
+        if keep:
+            out.extras[BACKBONE_KEY] = feats[-1]
         return out
 
     def teacher_input(self, batch: Batch) -> Tensor:
@@ -210,7 +221,7 @@ class Distill(Method):
         y = batch["mask"]
         with torch.no_grad():
             t: SegOutput = self._run_teacher(teacher, self.teacher_input(batch))
-        s: SegOutput = self.student(batch["image"])
+        s: SegOutput = self.student(batch["image"], keep_backbone=self._keep_backbone())
         ce, aux = seg_ce(s, y, self.ignore_index, p.aux_weight)
         loss = ce + p.aux_weight * aux
         terms: dict[str, Tensor] = {"ce": ce.detach(), "aux": aux.detach()}

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 ALIGN_CORNERS = True  # the reference code's convention for every up-sampling
+#: ``SegOutput.extras`` key of the backbone's last stage (``Segmentor.forward(x, keep_backbone=True)``)
+BACKBONE_KEY = "backbone"
 
 
 @dataclass
@@ -77,11 +79,15 @@ class Segmentor(nn.Module):
     def num_classes(self) -> int:
         return int(self.decode_head.num_classes)
 
-    def forward(self, x: Tensor) -> SegOutput:
+    def forward(self, x: Tensor, keep_backbone: bool = False) -> SegOutput:
+        """``keep_backbone``: also return the backbone's last stage as ``extras["backbone"]`` (for
+        distillation losses that read it, e.g. Af-DCD on ``c4``); deployment never asks for it."""
         feats = self.backbone(x)
         out: SegOutput = self.decode_head(feats)
         if self.aux_head is not None and self.training and out.aux_logits is None:
             out.aux_logits = self.aux_head(feats[self.aux_index])
+        if keep_backbone:
+            out.extras[BACKBONE_KEY] = feats[-1]
         return out
 
     @torch.no_grad()
