@@ -205,24 +205,31 @@ class Bench:
     # ----------------------------------------------------------------- running
     def run_teachers(self, need_lad: bool) -> None:
         """Train the shared teacher(s); a finished one is reused."""
-        print("\n== teacher (shared by every seed and method) ==", flush=True)
-        train(self.teacher_config())
+        self._train("teacher (shared by every seed and method)", self.teacher_config(), self.out / "teacher")
         if need_lad:
-            print("\n== LAD teacher (shared) ==", flush=True)
-            train(self.teacher_config(lad=True))
+            self._train("LAD teacher (shared)", self.teacher_config(lad=True), self.out / "lad_teacher")
 
     def run_seed(self, seed: int, stages: list[str]) -> None:
         for stage in stages:
-            print(f"\n== seed {seed}: {stage} ==", flush=True)
-            train(self.stage_config(seed, stage))
+            self._train(
+                f"seed {seed}: {stage}", self.stage_config(seed, stage), self.out / f"seed{seed}" / stage
+            )
+
+    def _train(self, title: str, cfg: Config, work_dir: Path) -> None:
+        """Train a stage unless it has finished: a finished stage is only read, so processes running
+        other seeds or methods can share the teacher and the baselines."""
+        if self.finished(work_dir, cfg):
+            print(f"== {title}: finished, reused", flush=True)
+            return
+        print(f"\n== {title} ==", flush=True)
+        train(cfg)
 
     # ----------------------------------------------------------------- scoring
     def finished(self, work_dir: Path, cfg: Config) -> bool:
-        """Whether a stage's run reached its last iteration (its ``last.pth`` is final)."""
+        """Whether a stage's run reached its last iteration and logged its final validation."""
         if not (work_dir / "last.pth").exists():
             return False
-        iters = [r["iter"] for r in read_metrics(work_dir) if r.get("type") == "train"]
-        return bool(iters) and max(iters) >= cfg.train.iters
+        return any(r.get("type") == "val" and r["iter"] >= cfg.train.iters for r in read_metrics(work_dir))
 
     def score(self, cfg: Config, work_dir: Path, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """mIoU and per-class IoU (percent) of a finished stage, cached in ``work_dir/score*.json``."""
