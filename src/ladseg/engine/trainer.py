@@ -385,6 +385,8 @@ class Trainer:
         logged = [r for r in read_metrics(self.work_dir) if r.get("type") == "val" and r.get("iter") == i]
         if logged:
             self.last_metrics = {k: logged[-1][k] for k in ("aAcc", "mIoU", "mAcc") if k in logged[-1]}
+            if isinstance(miou := logged[-1].get("mIoU"), (int, float)):  # logged after the checkpoint
+                self.best_miou = max(self.best_miou, miou / 100)
         else:
             self._run_validation(logger)
 
