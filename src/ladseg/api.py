@@ -34,9 +34,9 @@ def as_rgb(image: ImageInput) -> np.ndarray:
     from ladseg.data.base import read_image, to_rgb8
 
     if isinstance(image, (str, Path)):
-        return read_image(Path(image))
+        return _not_empty(read_image(Path(image)))
     if isinstance(image, Image.Image):
-        return to_rgb8(image)
+        return _not_empty(to_rgb8(image))
     array = np.asarray(image)
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
@@ -44,7 +44,14 @@ def as_rgb(image: ImageInput) -> np.ndarray:
         raise DatasetError(f"expected an H x W x 3 RGB image array, got shape {array.shape}")
     if array.dtype != np.uint8:
         raise DatasetError(f"expected a uint8 image array (0..255), got {array.dtype}")
-    return np.ascontiguousarray(array[..., :3])
+    return _not_empty(np.ascontiguousarray(array[..., :3]))
+
+
+def _not_empty(rgb: np.ndarray) -> np.ndarray:
+    """An image with no pixels has nothing to segment (the network would fail on it, or say nothing)."""
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise DatasetError(f"the image is empty ({rgb.shape[1]} x {rgb.shape[0]} pixels): nothing to segment")
+    return rgb
 
 
 class Segmenter:

@@ -9,12 +9,17 @@ importing the engine. Conventions a dataclass may opt into:
   union; the mapping's tag (e.g. ``method.name``) picks the dataclass that checks the rest.
 - ``check_config(self, key)``: value checks beyond types (choices, ranges), raising
   :class:`~ladseg.errors.ConfigError` with ``key`` in the message.
+
+A number field named ``weight`` or ``*_weight`` is a loss weight everywhere (``method.aux_weight``,
+``method.consistency_weight``, ``method.kd_losses[i].weight``, a loss's ``pixel_weight``): it must
+be finite and >= 0, since a negative weight rewards the error and a NaN poisons every step.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -125,10 +130,24 @@ def from_mapping(cls: type[T], raw: dict[str, Any], prefix: str = "") -> T:
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"config key {key!r} is required")
     obj = cls(**kwargs)
+    _check_loss_weights(obj, prefix)
     check = getattr(obj, "check_config", None)
     if check is not None:
         check(prefix)
     return obj
+
+
+def _check_loss_weights(obj: Any, prefix: str) -> None:
+    """Fields named ``weight`` / ``*_weight`` hold finite numbers >= 0 (see the module docstring)."""
+    for f in dataclasses.fields(obj):
+        if not (f.name == "weight" or f.name.endswith("_weight")):
+            continue
+        value = getattr(obj, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not (math.isfinite(value) and value >= 0):
+            key = f"{prefix}.{f.name}" if prefix else f.name
+            raise ConfigError(f"config key {key!r}: a loss weight must be a finite number >= 0, got {value}")
 
 
 __all__ = ["coerce", "from_mapping", "type_error", "type_name"]

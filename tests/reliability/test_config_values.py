@@ -34,8 +34,8 @@ from ladseg.engine.config import config_from_dict
             "data.scale_range=[2.0,0.5]",
             "config key 'data.scale_range': expected 0 < lo <= hi, got [2.0, 0.5]",
         ),
-        ("eval.scales=[]", "config key 'eval.scales': expected one or more numbers > 0, got []"),
-        ("eval.scales=[1.0,0]", "config key 'eval.scales': expected one or more numbers > 0"),
+        ("eval.scales=[]", "config key 'eval.scales': expected one or more numbers >= 0.1, got []"),
+        ("eval.scales=[1.0,0.001]", "config key 'eval.scales': expected one or more numbers >= 0.1"),
         ("model.num_classes=0", "config key 'model.num_classes': expected an integer >= 1 or null, got 0"),
     ],
 )

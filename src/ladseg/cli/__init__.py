@@ -2,7 +2,8 @@
 
 A module in ``SUBCOMMANDS`` defines ``register(subparsers) -> None``, which adds its parser and
 sets ``func=run`` where ``run(args) -> int``. User errors (:class:`ladseg.errors.LadsegError`)
-are printed as one line and exit with status 2; ``--debug`` shows the traceback. So are the
+are printed as one line and exit with status 2 (an interrupted training run: 130 for SIGINT, 143
+for SIGTERM); ``--debug`` shows the traceback. So are the
 errors of a place that cannot be written (full disk, read-only folder, a file where a folder is
 expected): the output options are checked before the work starts (:func:`prepare_output_dir`,
 :func:`prepare_output_file`), and a disk that fills up later names the file.
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"ladseg {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return int(getattr(exc, "exit_code", 2))  # an interrupted run: 128 + the signal, as a shell says
     except OSError as exc:  # a place that cannot be read or written, met after the checks
         if args.debug or exc.errno not in PLACE_ERRNOS:
             raise

@@ -9,6 +9,9 @@ matches what ``ladseg eval`` scored.
 Every readable image is processed: an unreadable one is listed at the end (exit status 1).
 Masks have the size of the image as displayed (EXIF orientation applied). Output names never
 collide within a run: ``x.jpg`` and ``x.png`` in one folder give ``x_jpg.png`` and ``x_png.png``.
+Nor across runs: an output folder that already holds one of this run's output names (an earlier
+run's results, perhaps of other pictures with the same names) is refused before anything is
+written, unless ``--overwrite`` says to replace them.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, type=Path, help="output folder")
     p.add_argument("--alpha", type=unit_float, default=0.5, help="overlay opacity of the mask (0..1)")
     p.add_argument("--overlay-format", choices=["jpg", "png"], default="jpg")
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="replace outputs an earlier run left in --output (without it such a folder is refused)",
+    )  # fmt: skip
     add_inference_args(p, defaults="the checkpoint's eval settings; whole image for a reference checkpoint")
     p.set_defaults(func=run)
 
@@ -92,6 +99,19 @@ def output_paths(images: Sequence[Path], output: Path, overlay_format: str) -> l
     return pairs
 
 
+def refuse_earlier_outputs(outputs: Sequence[tuple[Path, Path]], output: Path) -> None:
+    """An earlier run's files under this run's output names are kept: refuse, naming the first."""
+    from ladseg.errors import LadsegError
+
+    existing = [path for pair in outputs for path in pair if path.exists()]
+    if existing:
+        more = f" and {len(existing) - 1} more of this run's output names" if len(existing) > 1 else ""
+        raise LadsegError(
+            f"--output {output} already holds {existing[0].name}{more} (from an earlier run); nothing was "
+            "written: choose another --output folder, or pass --overwrite to replace them"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -103,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
 
     images = list_images(args.input)
     outputs = output_paths(images, args.output, args.overlay_format)
+    if not args.overwrite:
+        refuse_earlier_outputs(outputs, args.output)
     segmenter = load(
         args.checkpoint, args.device or "auto", mode=args.mode, crop_size=args.crop_size, stride=args.stride,
         scales=args.scales, flip=args.flip, scale_mode=args.scale_mode, average=args.average,

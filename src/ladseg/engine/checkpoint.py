@@ -3,7 +3,8 @@
 Layout (docs/ARCHITECTURE.md "Checkpoints")::
 
     {"model": state_dict of method.export_model(),
-     "meta": {"spec", "class_names", "palette", "normalize", "config", "iteration", "metrics"},
+     "meta": {"format", "ladseg_version", "spec", "class_names", "palette", "normalize", "config",
+              "iteration", "metrics"},
      "state": {"method", "optimizer", "scheduler", "iteration", "rng", ...}}   # resume only
 
 ``state.separate_optimizers`` holds the optimisers of the method's parts that step themselves (the
@@ -12,13 +13,15 @@ adversarial loss's discriminator Adam), by module name; their weights are in ``s
 Plain tensors and plain data only, so a checkpoint alone is enough to predict with and loading
 one never runs pickled code. Writes are atomic (temporary file in the same folder, fsync,
 rename) and the previous file is kept as ``<name>.prev``, so a crash mid-write never loses the
-last good checkpoint. Checkpoints of the reference code (CIRKD/LAD) are imported through
+last good checkpoint. ``meta.format`` (:data:`CHECKPOINT_FORMAT`) and ``meta.ladseg_version`` say
+what wrote a checkpoint, so a later incompatible layout is refused by name. Checkpoints of the reference code (CIRKD/LAD) are imported through
 :mod:`ladseg.models.convert`.
 """
 
 from __future__ import annotations
 
 import glob
+import inspect
 import os
 import shutil
 import tempfile
@@ -38,6 +41,9 @@ from ladseg.models.weights import (
     safe_torch_load,
 )
 
+#: the layout version written in ``meta.format``; checkpoints without one are format 1
+CHECKPOINT_FORMAT = 1
+
 # What a reference (CIRKD/LAD) checkpoint implies about its inputs.
 REFERENCE_META = {"normalize": "reference_bgr", "class_names": None, "palette": None}
 
@@ -49,7 +55,8 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     renamed over it): the previous file is hard-linked (or copied) to ``.prev`` first instead of
     being moved away, so a SIGKILL between the two renames cannot leave a run without
     ``last.pth``. Temporary files left by a killed writer are removed by the next save; a failed
-    write (a full disk) removes its own and raises an ``OSError`` naming ``path``.
+    write (a full disk) removes its own and raises an ``OSError`` naming ``path`` (torch's zip writer
+    reports it as a ``RuntimeError``: that becomes a :class:`CheckpointWriteError`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,8 +76,24 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
             os.unlink(tmp_name)
         if isinstance(exc, OSError) and not exc.filename:  # a write into the open file names nothing
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        if isinstance(exc, RuntimeError) and any(
+            w in str(exc) for w in ("PytorchStreamWriter", "inline_container")
+        ):
+            raise CheckpointWriteError(_write_failure(path, exc)) from exc
         raise
     return path
+
+
+class CheckpointWriteError(CheckpointError):
+    """torch could not write a checkpoint (a full disk, a file size limit); the previous one is intact."""
+
+
+def _write_failure(path: Path, exc: RuntimeError) -> str:
+    """One line: the file, torch's reason (without its C++ location), and what is still on disk."""
+    reason = str(exc).strip().splitlines()[0]
+    reason = reason.split("] ", 1)[-1].lstrip(". ") if reason.startswith("[enforce fail") else reason
+    kept = f"the previous checkpoint {path} is intact" if path.is_file() else f"nothing was written at {path}"
+    return f"cannot write {path} (is the disk full? torch said: {reason}); {kept}"
 
 
 def remove_stale_temps(path: str | Path) -> list[Path]:
@@ -87,13 +110,18 @@ def _keep_previous(path: Path) -> None:
     prev = path.with_name(path.name + ".prev")
     if prev.exists() and os.path.samefile(path, prev):
         return  # a save killed before its last rename already linked them
-    staged = path.with_name(f".{path.name}.prev.{os.getpid()}.tmp")
+    _keep_previous_as(path, prev)
+
+
+def _keep_previous_as(source: Path, target: Path) -> None:
+    """``target`` becomes a hard link to (or a copy of) ``source``, replaced in one rename."""
+    staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     staged.unlink(missing_ok=True)
     try:
-        os.link(path, staged)
+        os.link(source, staged)
     except OSError:  # a file system without hard links
-        shutil.copy2(path, staged)
-    os.replace(staged, prev)
+        shutil.copy2(source, staged)
+    os.replace(staged, target)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -108,6 +136,30 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def use_previous_checkpoint(path: str | Path) -> Path:
+    """Make ``path.prev`` the current checkpoint again: the unreadable ``path`` is kept as
+    ``path.damaged`` (returned) and ``path`` becomes a link to (or copy of) ``path.prev``."""
+    path = Path(path)
+    aside = path.with_name(path.name + ".damaged")
+    os.replace(path, aside)
+    _keep_previous_as(path.with_name(path.name + ".prev"), path)
+    _fsync_dir(path.parent)
+    return aside
+
+
+def check_format(meta: dict[str, Any], path: str | Path | None) -> None:
+    """Refuse a checkpoint written in a newer layout than this ladseg reads, naming both versions."""
+    found = meta.get("format", 1)
+    if not isinstance(found, int) or found > CHECKPOINT_FORMAT:
+        from ladseg import __version__
+
+        writer = meta.get("ladseg_version", "an unknown version")
+        raise CheckpointError(
+            f"{path or 'checkpoint'} has checkpoint format {found!r} (written by ladseg {writer}); "
+            f"ladseg {__version__} reads formats up to {CHECKPOINT_FORMAT}: upgrade ladseg to read it"
+        )
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -237,9 +289,10 @@ def build_model_from_checkpoint(
         payload = load_checkpoint(path)
     if is_ladseg_checkpoint(payload):
         meta = dict(payload["meta"])
+        check_format(meta, path)
         if not isinstance(meta.get("spec"), dict):
             raise CheckpointError(f"{path or 'checkpoint'}: meta has no model spec to rebuild the network")
-        model = build_model(**meta["spec"])
+        model = _build_from_spec(meta["spec"], path)
         state = payload["model"]
         if model.in_channels > 3:  # e.g. a reference student converted before dead channels were dropped
             key = first_conv_key(model)
@@ -258,6 +311,24 @@ def build_model_from_checkpoint(
             "payload is not a ladseg checkpoint (no 'model' and 'meta'); pass a path to import a reference one"
         )
     return model.eval(), meta
+
+
+def _build_from_spec(spec: dict[str, Any], path: Path | None) -> Segmentor:
+    """``build_model(**spec)``; a spec lacking model fields (or with unknown ones) names them."""
+    params = inspect.signature(build_model).parameters
+    required = [n for n, p in params.items() if p.default is inspect.Parameter.empty]
+    missing = [n for n in required if n not in spec]
+    unknown = [str(n) for n in spec if n not in params]
+    if missing or unknown:
+        found = " and ".join(
+            ([f"lacks {', '.join(missing)}"] if missing else [])
+            + ([f"has unknown fields {', '.join(unknown)}"] if unknown else [])
+        )
+        raise CheckpointError(
+            f"{path or 'checkpoint'} is a torch file with ladseg's layout whose meta.spec {found} "
+            f"(a model needs {', '.join(required)}): it cannot rebuild a network"
+        )
+    return build_model(**spec)
 
 
 def widen_input_channels(
@@ -290,6 +361,7 @@ def load_weights_into(model: Segmentor, path: str | Path, widen_input: bool = Fa
     payload = load_checkpoint(path)
     if is_ladseg_checkpoint(payload):
         meta = dict(payload["meta"])
+        check_format(meta, path)
         state, spec, source = payload["model"], meta.get("spec"), str(path)
     else:
         reference = _reference_model(path)

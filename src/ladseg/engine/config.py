@@ -24,7 +24,7 @@ import yaml
 
 from ladseg.config_lookup import find_config
 from ladseg.data.transforms import PAD_MODES
-from ladseg.engine.inference import MULTISCALE_AVERAGES, MULTISCALE_ROUNDINGS
+from ladseg.engine.inference import MIN_SCALE, MULTISCALE_AVERAGES, MULTISCALE_ROUNDINGS
 from ladseg.errors import ConfigError
 from ladseg.methods.base import METHODS, MethodParams
 from ladseg.schema import from_mapping
@@ -223,9 +223,9 @@ def check_values(cfg: Config) -> None:
         raise ConfigError(
             f"config key 'data.scale_range': expected 0 < lo <= hi, got {cfg.data.scale_range!r}"
         )
-    if not cfg.eval.scales or not all(math.isfinite(v) and v > 0 for v in cfg.eval.scales):
+    if not cfg.eval.scales or not all(math.isfinite(v) and v >= MIN_SCALE for v in cfg.eval.scales):
         raise ConfigError(
-            f"config key 'eval.scales': expected one or more numbers > 0, got {cfg.eval.scales!r}"
+            f"config key 'eval.scales': expected one or more numbers >= {MIN_SCALE:g}, got {cfg.eval.scales!r}"
         )
     ranges: dict[str, tuple[float | None, Any, str]] = {  # key: (value, test, what it must be)
         "optim.lr": (cfg.optim.lr, lambda v: v > 0, "a number > 0"),

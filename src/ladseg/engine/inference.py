@@ -143,6 +143,20 @@ def multiscale_inference(
     return total / n
 
 
+#: the smallest multiscale factor: below it an image keeps too few pixels to segment (1000 px -> 100)
+MIN_SCALE = 0.1
+
+
+def check_scales(scales: Sequence[float], what: str) -> None:
+    """Multiscale factors are finite and >= :data:`MIN_SCALE` (0.001 would shrink a photo to a pixel)."""
+    bad = [s for s in scales if not (math.isfinite(s) and s >= MIN_SCALE)]
+    if not scales or bad:
+        raise LadsegError(
+            f"{what} {' '.join(f'{s:g}' for s in scales)}: each scale must be a number >= {MIN_SCALE:g} "
+            f"(got {', '.join(f'{s:g}' for s in bad) or 'none'}; common: 0.5 0.75 1.0 1.25 1.5 1.75)"
+        )
+
+
 def infer(model: nn.Module, x: Tensor, mode: str = "whole", **kwargs: object) -> Tensor:
     """Scores N x K x H x W at the input size with the named mode (see the module docstring)."""
     return INFERENCE_MODES.build(mode, model, x, **kwargs)
@@ -199,6 +213,7 @@ class InferenceSettings:
             raise LadsegError(
                 f"unknown inference mode {self.mode!r}; valid: {', '.join(INFERENCE_MODES.names())}"
             )
+        check_scales(self.scales, "--scales")  # given for another mode too: a bad value is still a mistake
         out: dict[str, Any] = {}
         if self.slides:
             if not self.crop_size:

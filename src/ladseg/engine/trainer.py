@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -55,7 +56,14 @@ from ladseg.engine.builders import (
     method_class,
     resolve_device,
 )
-from ladseg.engine.checkpoint import check_model_spec, load_checkpoint, save_checkpoint
+from ladseg.engine.checkpoint import (
+    CHECKPOINT_FORMAT,
+    check_format,
+    check_model_spec,
+    load_checkpoint,
+    save_checkpoint,
+    use_previous_checkpoint,
+)
 from ladseg.engine.config import Config, save_config
 from ladseg.engine.dist import (
     all_reduce_mean,
@@ -69,11 +77,21 @@ from ladseg.engine.dist import (
 )
 from ladseg.engine.ema import WeightAverage
 from ladseg.engine.evaluation import evaluate, move_batch
-from ladseg.engine.logging import RunLogger, drop_records_after, set_aside_old_log
+from ladseg.engine.interrupts import StopSignals, TrainingInterrupted
+from ladseg.engine.logging import RunLogger, drop_records_after, read_metrics, set_aside_old_log
 from ladseg.engine.metrics import SegMetrics
+from ladseg.engine.resume import (
+    apply_hyperparameters,
+    changed_settings,
+    describe_changes,
+    hyperparameters,
+    refuse_changes,
+)
 from ladseg.engine.rng import get_rng_state, seed_everything, set_rng_state
+from ladseg.engine.run_lock import RunFolderLock
 from ladseg.engine.schedule import PolySchedule
 from ladseg.errors import CheckpointError, ConfigError, LadsegError
+from ladseg.models.weights import UnreadableCheckpoint
 
 
 class Trainer:
@@ -117,6 +135,8 @@ class Trainer:
         self.iteration = 0
         self.best_miou = -math.inf
         self.last_metrics: dict[str, Any] = {}
+        self.saved_iteration: int | None = None  # the iteration last.pth holds
+        self.rng_before_validation: dict[str, Any] | None = None
         if world_size() > 1:
             seed_everything(cfg.run.seed + rank())  # per-rank crops, flips and label codes
 
@@ -242,8 +262,12 @@ class Trainer:
             )  # fmt: skip
 
     def meta(self) -> dict[str, Any]:
+        from ladseg import __version__
+
         palette = getattr(self.train_set, "palette", None)
         return {
+            "format": CHECKPOINT_FORMAT,
+            "ladseg_version": __version__,
             "spec": dict(self.method.export_model().spec),
             "class_names": list(getattr(self.train_set, "classes", []) or []),
             "palette": [list(map(int, c)) for c in palette] if palette is not None else None,
@@ -268,20 +292,28 @@ class Trainer:
                 "separate_optimizers": self.method.separate_optimizer_state(),
                 "iteration": self.iteration,
                 "best_miou": self.best_miou,
-                "rng": get_rng_state(),
+                # interrupted mid-validation: the state before it, so a resumed run redoes it alike
+                "rng": self.rng_before_validation or get_rng_state(),
                 "ema": self.ema.state_dict() if self.ema is not None else None,
             }
         save_checkpoint(self.work_dir / name, payload)
+        if name == "last.pth":
+            self.saved_iteration = self.iteration
 
     def resume(self, path: Path) -> None:
         """Continue from a resume checkpoint (model/method, optimiser, schedule, iteration, RNG)."""
         payload = load_checkpoint(path)
         state = payload.get("state")
-        if not isinstance(state, dict):
+        if not isinstance(state, dict) or not isinstance(payload.get("meta"), dict):
             raise CheckpointError(f"{path} has no resume state (was it saved by 'ladseg train'?)")
+        check_format(payload["meta"], path)
         check_model_spec(self.method.export_model(), payload["meta"].get("spec"), str(path))
+        changes = changed_settings(payload["meta"].get("config"), self.cfg.to_dict())
+        refuse_changes(changes, path)  # before any state is touched
         self.method.load_state_dict(state["method"])
+        configured = hyperparameters(self.optimizer)
         self.optimizer.load_state_dict(state["optimizer"])
+        apply_hyperparameters(self.optimizer, configured)  # optim.* come from the config, as it says
         accel.set_fused(self.optimizer, self.device)  # this device's choice, not the saving run's
         self.schedule.load_state_dict(state["scheduler"])
         if state.get("scaler"):
@@ -296,7 +328,9 @@ class Trainer:
                 self.ema = WeightAverage(self.method.export_model(), self.ema.decay)
                 if is_main_process():
                     print(f"{path} has no weight average; train.ema_decay starts one at this iteration")
-        self.iteration = int(state["iteration"])
+        if (note := describe_changes(changes)) and is_main_process():
+            print(note)
+        self.iteration = self.saved_iteration = int(state["iteration"])
         self.best_miou = float(state.get("best_miou", -math.inf))
         self.last_metrics = dict(payload["meta"].get("metrics") or {})
         set_rng_state(state["rng"])
@@ -307,10 +341,12 @@ class Trainer:
     def _prepare(self) -> None:
         last = self.work_dir / "last.pth"
         if self.cfg.train.resume and last.is_file():
-            self.resume(last)  # before anything is written: an incompatible rerun changes nothing
+            source = self._resume_last(
+                last
+            )  # before anything is written: an incompatible rerun changes nothing
             if is_main_process():
                 drop_records_after(self.work_dir, self.iteration)  # logged after the checkpoint, redone now
-                print(f"resumed {last} at iteration {self.iteration}")
+                print(f"resumed {source} at iteration {self.iteration}")
         elif is_main_process():
             aside = set_aside_old_log(self.work_dir)
             if aside is not None:  # a used folder: say so, and start a fresh log
@@ -320,7 +356,46 @@ class Trainer:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.work_dir / "config.yaml")
 
+    def _resume_last(self, last: Path) -> Path:
+        """Resume from ``last.pth``; an empty or truncated one falls back to ``last.pth.prev`` (said so),
+        which becomes ``last.pth`` again, so the next save cannot rotate the damaged file over it."""
+        try:
+            self.resume(last)
+            return last
+        except UnreadableCheckpoint as exc:
+            prev = last.with_name(last.name + ".prev")
+            if not prev.is_file():
+                raise
+            self.resume(prev)
+            if is_main_process():
+                aside = use_previous_checkpoint(last)
+                print(f"{last} cannot be read ({exc.what}); kept as {aside.name}, resuming from {prev.name}")
+            return prev
+
+    def _catch_up_validation(self, logger: RunLogger) -> None:
+        """After resuming: the validation due at this iteration runs unless the log already holds it.
+
+        A run killed or interrupted between its checkpoint and that validation redoes it; a finished
+        run started again reports its last validation instead of logging it a second time.
+        """
+        t = self.cfg.train
+        i = self.iteration
+        if i == 0 or not (i % t.val_interval == 0 or i == t.iters):
+            return
+        logged = [r for r in read_metrics(self.work_dir) if r.get("type") == "val" and r.get("iter") == i]
+        if logged:
+            self.last_metrics = {k: logged[-1][k] for k in ("aAcc", "mIoU", "mAcc") if k in logged[-1]}
+            if isinstance(miou := logged[-1].get("mIoU"), (int, float)):  # logged after the checkpoint
+                self.best_miou = max(self.best_miou, miou / 100)
+        else:
+            self._run_validation(logger)
+
     def _run_validation(self, logger: RunLogger) -> None:
+        self.rng_before_validation = get_rng_state()  # kept if interrupted: see save()
+        self._validate_and_log(logger)
+        self.rng_before_validation = None
+
+    def _validate_and_log(self, logger: RunLogger) -> None:
         metrics = self.validate()
         self.last_metrics = metrics.summary()
         record = metrics.to_dict()
@@ -338,8 +413,43 @@ class Trainer:
         """Train to ``train.iters`` (resuming when possible); returns the final metrics.
 
         ``until`` stops early at that iteration (schedule unchanged) after saving ``last.pth``,
-        e.g. to split a long run into time-limited jobs that each resume the previous one.
+        e.g. to split a long run into time-limited jobs that each resume the previous one. The run
+        folder is held for the whole run (a second run on it is refused); SIGINT/SIGTERM save
+        ``last.pth`` and raise :class:`~ladseg.engine.interrupts.TrainingInterrupted`.
         """
+        lock = RunFolderLock(self.work_dir) if is_main_process() else nullcontext()
+        with lock, StopSignals(defer_always=world_size() > 1) as stops:
+            try:
+                return self._fit(until, stops)
+            except KeyboardInterrupt:
+                if not stops.requested:
+                    raise
+                raise self._interrupted(stops) from None
+
+    def _interrupted(self, stops: StopSignals) -> TrainingInterrupted:
+        """Save ``last.pth`` where the run stopped (unless a second signal cut a step short)."""
+        last = self.work_dir / "last.pth"
+        assert stops.signum is not None
+        if stops.mid_step:
+            kept = f"{last} (iteration {self.saved_iteration})" if self.saved_iteration is not None else None
+            where = f"{kept} is kept" if kept else "no checkpoint was written yet"
+            return TrainingInterrupted(
+                f"stopped by a second {stops.name} in the middle of a step, without saving; {where}",
+                stops.signum,
+            )
+        if self.saved_iteration != self.iteration and self.iteration > 0:
+            self.save("last.pth", with_state=True)
+        if self.saved_iteration is None:
+            return TrainingInterrupted(
+                f"interrupted by {stops.name} before the first step; nothing saved", stops.signum
+            )
+        return TrainingInterrupted(
+            f"interrupted by {stops.name} at iteration {self.iteration}: saved {last}; run the same command "
+            f"again to resume from iteration {self.saved_iteration}",
+            stops.signum,
+        )
+
+    def _fit(self, until: int | None, stops: StopSignals) -> dict[str, Any]:
         self._prepare()
         t = self.cfg.train
         stop = min(t.iters, until) if until is not None else t.iters
@@ -357,9 +467,15 @@ class Trainer:
         count, interval_time, total_time, steps = 0, 0.0, 0.0, 0
         batches = self._batches() if self.iteration < stop else iter(())
         try:
+            self._catch_up_validation(logger)
             while self.iteration < stop:
                 tic = time.perf_counter()  # data + step; the finiteness check syncs the device
-                terms = self.train_step(next(batches))
+                with stops.deferred():
+                    terms = self.train_step(next(batches))
+                if world_size() > 1 and not all_true(not stops.requested, self.device):
+                    stops.signum = stops.signum or signal.SIGTERM  # another rank was told to stop
+                if stops.requested:
+                    raise KeyboardInterrupt
                 interval_time += time.perf_counter() - tic
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0) + v
@@ -383,8 +499,6 @@ class Trainer:
                     self.save("last.pth", with_state=True)
                 if i % t.val_interval == 0 or i == t.iters:
                     self._run_validation(logger)
-            if self.iteration >= t.iters and not self.last_metrics:
-                self._run_validation(logger)
         finally:
             bar.close()
             logger.close()

@@ -7,6 +7,7 @@ ones from N(0, 0.1^2), LAD's rule (timm ``adapt_input_conv`` / smp ``patch_first
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -133,28 +134,101 @@ def load_pretrained(
     module.load_state_dict(sd, strict=strict)
 
 
+class UnreadableCheckpoint(CheckpointError):
+    """A file that should be a PyTorch file but is empty, truncated or damaged (``what`` says which)."""
+
+    def __init__(self, message: str, what: str) -> None:
+        super().__init__(message)
+        self.what = what
+
+
+_ZIP = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6
+_PICKLE = 0x80  # the protocol opcode that starts torch's legacy (pre-zip) format
+_HEAD = 4096
+
+
+def identify_non_torch_file(path: Path) -> str | None:
+    """What ``path`` is when it is plainly not a PyTorch file (None: it may be one, torch decides).
+
+    These files reach ``torch.load`` by mistake (a web page saved instead of a download, a Git LFS
+    pointer of a clone without LFS, an exported ONNX model); torch calls most of them an unsafe
+    pickle and advises ``weights_only=False``, which cannot work for them.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(_HEAD)
+    if head.startswith(_ZIP) or head[:1] == bytes([_PICKLE]):
+        return None
+    text = head.lstrip().lower()
+    if text.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer, not the file itself (fetch it with 'git lfs pull')"
+    if text.startswith((b"<!doctype html", b"<html")) or b"<html" in text[:512]:
+        return "an HTML page (a web page saved instead of the file it links to?)"
+    if path.suffix.lower() == ".onnx" or (head[:1] == b"\x08" and head[2:3] == b"\x12"):
+        # an ONNX ModelProto opens with field 1 (ir_version, a varint) then field 2 (producer_name)
+        return "an ONNX model (ladseg reads PyTorch checkpoints; run ONNX files with onnxruntime)"
+    if b"\x00" in head:
+        return None
+    try:
+        sample = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if text[:1] in (b"{", b"["):
+        try:
+            json.loads(path.read_text())
+            return "a JSON file"
+        except (ValueError, UnicodeDecodeError):
+            pass
+    first = sample.strip().splitlines()[0][:40] if sample.strip() else ""
+    return f"a text file (it starts with {first!r})"
+
+
 def safe_torch_load(path: str | Path, what: str = "checkpoint") -> Any:
     """``torch.load(path, weights_only=True)`` with one set of clear errors for every reader.
 
-    A missing file, a pickle that needs code to run (refused, never run) and an unreadable file
-    each raise :class:`CheckpointError` naming ``what`` and the path; a damaged ``last.pth`` points
-    at its ``.prev`` copy when there is one.
+    A missing file, a file that is plainly something else (text, JSON, HTML, a Git LFS pointer,
+    ONNX), a pickle that needs code to run (refused, never run) and an empty, truncated or damaged
+    file each raise :class:`CheckpointError` naming ``what``, the path and what was found (the
+    last ones as :class:`UnreadableCheckpoint`, so a resume can fall back to ``last.pth.prev``).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{what} not found: {str(path)!r} (expected a local .pth file)")
+    prev = path.with_name(path.name + ".prev")
+    hint = f"; the previous checkpoint {prev} may still be good" if prev.is_file() else ""
+    if path.stat().st_size == 0:
+        raise UnreadableCheckpoint(f"{what} {str(path)!r} is an empty file (0 bytes){hint}", "an empty file")
+    found = identify_non_torch_file(path)
+    if found is not None:
+        raise CheckpointError(f"{what} {str(path)!r} is not a PyTorch file: it is {found}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "truncated" in str(exc):
+            raise UnreadableCheckpoint(
+                f"{what} {str(path)!r} is a truncated PyTorch file{hint}", "truncated"
+            ) from None
         raise CheckpointError(
             f"refusing to load {what} {str(path)!r}: it is an unsafe pickle that needs code to run "
-            f"(torch.load weights_only=True said: {str(exc).splitlines()[0]}); "
+            f"(torch.load weights_only=True refused: {_refusal(exc)}); "
             "re-save it as plain tensors and data (e.g. a state_dict)"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        prev = path.with_name(path.name + ".prev")
-        hint = f"; the previous checkpoint {prev} may still be good" if prev.is_file() else ""
-        raise CheckpointError(f"cannot read {str(path)!r} as a PyTorch {what}: {exc}{hint}") from None
+    except EOFError:
+        raise UnreadableCheckpoint(
+            f"{what} {str(path)!r} is a truncated PyTorch file{hint}", "truncated"
+        ) from None
+    except (RuntimeError, OSError, ValueError) as exc:
+        damage = "truncated or damaged" if "zip archive" in str(exc) else "unreadable"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". This is")[0]
+        raise UnreadableCheckpoint(
+            f"{what} {str(path)!r} is a {damage} PyTorch file ({first}){hint}", damage
+        ) from None
+
+
+def _refusal(exc: Exception) -> str:
+    """The line of torch's weights_only error that names what it refused (not its advice)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    named = [ln for ln in lines if ln.startswith(("WeightsUnpickler error", "Unsupported"))]
+    return (named or lines or [type(exc).__name__])[0]
 
 
 def read_weights_file(path: str | Path) -> dict[str, Tensor]:
@@ -182,6 +256,11 @@ def unwrap_state_dict(obj: object, source: str = "checkpoint") -> dict[str, Tens
         )
     out: dict[str, Tensor] = {}
     for key, value in obj.items():
+        if not isinstance(key, str):
+            raise CheckpointError(
+                f"{source} is a torch file whose keys are not parameter names (found the key {key!r}); "
+                "expected name -> tensor"
+            )
         if not isinstance(value, Tensor):
             continue
         while key.startswith("module."):
