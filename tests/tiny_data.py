@@ -56,3 +56,22 @@ def tiny_config_dict(root: Path, work_dir: Path, **sections: dict[str, Any]) -> 
 def tiny_config(root: Path, work_dir: Path, **sections: dict[str, Any]) -> Config:
     """FCN-ResNet18 at 32x32, batch 2, on the tiny folder dataset; ``sections`` override keys."""
     return config_from_dict(tiny_config_dict(root, work_dir, **sections))
+
+
+def random_checkpoint(path: Path, name: str = "pspnet", in_channels: int = 3, seed: int = 0) -> Path:
+    """A random-weight ResNet-18 segmentor (3 classes, 16-channel head) saved as a ladseg checkpoint,
+    with non-trivial BatchNorm statistics as after training."""
+    import torch
+
+    from ladseg.engine.checkpoint import save_checkpoint
+    from ladseg.models import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(name, "resnet18", 3, in_channels=in_channels, head={"channels": 16})
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    meta = {"spec": dict(model.spec), "class_names": ["a", "b", "c"], "normalize": "imagenet"}
+    return save_checkpoint(path, {"model": model.state_dict(), "meta": meta})

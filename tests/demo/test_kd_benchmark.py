@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from ladseg.cli import main
-from ladseg.demo.kd_benchmark import Bench, load_bench_recipe, verdict_word
-from ladseg.demo.report import paired_gap
+from ladseg.demo.kd_benchmark import Bench, load_bench_recipe
+from ladseg.demo.report import paired_gap, verdict_word
 from ladseg.errors import ConfigError
 
 CAMVID = Path(__file__).resolve().parents[3] / "shared" / "data" / "camvid"

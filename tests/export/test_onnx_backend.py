@@ -9,29 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_data import make_folder_dataset, tiny_config, tiny_config_dict
+from tiny_data import make_folder_dataset, random_checkpoint, tiny_config, tiny_config_dict
 
 import ladseg
 from ladseg.cli import main
 from ladseg.engine import backends
-from ladseg.engine.checkpoint import save_checkpoint
 from ladseg.errors import CheckpointError, LadsegError
-from ladseg.models import build_model
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-
-
-def random_checkpoint(path: Path, name: str = "pspnet", in_channels: int = 3, seed: int = 0) -> Path:
-    torch.manual_seed(seed)
-    model = build_model(name, "resnet18", 3, in_channels=in_channels, head={"channels": 16})
-    with torch.no_grad():  # non-trivial BN statistics, as after training
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-    meta = {"spec": dict(model.spec), "class_names": ["a", "b", "c"], "normalize": "imagenet"}
-    return save_checkpoint(path, {"model": model.state_dict(), "meta": meta})
 
 
 def image(h: int = 70, w: int = 90, seed: int = 0) -> np.ndarray:

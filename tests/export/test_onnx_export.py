@@ -7,27 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_data import random_checkpoint
 
 from ladseg.cli import main
-from ladseg.engine.checkpoint import save_checkpoint
 from ladseg.errors import CheckpointError
 from ladseg.export import adaptive_avg_pool2d_matmul, export_checkpoint, onnx_max_error
-from ladseg.models import build_model
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-
-
-def student_checkpoint(path: Path, name: str, in_channels: int = 3) -> Path:
-    torch.manual_seed(0)
-    model = build_model(name, "resnet18", 3, in_channels=in_channels, head={"channels": 16})
-    with torch.no_grad():  # non-trivial BN statistics, as after training
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-    meta = {"spec": dict(model.spec), "class_names": ["a", "b", "c"], "normalize": "imagenet"}
-    return save_checkpoint(path, {"model": model.state_dict(), "meta": meta})
 
 
 @pytest.mark.parametrize("bins", [1, 2, 3, 6, (2, 5)])
@@ -38,7 +25,7 @@ def test_matmul_pooling_equals_adaptive_pooling(bins: int | tuple[int, int]) -> 
 
 @pytest.mark.parametrize("name", ["pspnet", "deeplabv3"])
 def test_onnxruntime_matches_pytorch_at_two_sizes(tmp_path: Path, name: str) -> None:
-    ckpt = student_checkpoint(tmp_path / "s.pth", name)
+    ckpt = random_checkpoint(tmp_path / "s.pth", name)
     out = tmp_path / f"{name}.onnx"
     model, meta = export_checkpoint(ckpt, out, size=(64, 64))
     proto = onnx.load(str(out))
@@ -55,7 +42,7 @@ def test_onnxruntime_matches_pytorch_at_two_sizes(tmp_path: Path, name: str) -> 
 
 
 def test_cli_export_and_bad_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ckpt = student_checkpoint(tmp_path / "s.pth", "fcn")
+    ckpt = random_checkpoint(tmp_path / "s.pth", "fcn")
     out = tmp_path / "fcn.onnx"
     assert main(["export", str(ckpt), "--onnx", str(out), "--size", "48", "64"]) == 0
     assert out.is_file() and "max |diff|" in capsys.readouterr().out
@@ -64,6 +51,6 @@ def test_cli_export_and_bad_checkpoints(tmp_path: Path, capsys: pytest.CaptureFi
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     assert main(["export", str(tmp_path / "junk.pth"), "--onnx", str(out)]) == 2
     assert "junk.pth" in capsys.readouterr().err
-    teacher = student_checkpoint(tmp_path / "t.pth", "fcn", in_channels=4)
+    teacher = random_checkpoint(tmp_path / "t.pth", "fcn", in_channels=4)
     with pytest.raises(CheckpointError, match="4 input channels"):
         export_checkpoint(teacher, tmp_path / "t.onnx", size=(64, 64))

@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ladseg.config_lookup import find_config
 from ladseg.demo.pipeline import training_seconds
-from ladseg.demo.report import gap_text, mean_std, paired_gap
+from ladseg.demo.recipe import read_recipe_file
+from ladseg.demo.report import gap_text, mean_std, paired_gap, verdict_word
 from ladseg.engine.checkpoint_eval import evaluate_checkpoint
 from ladseg.engine.config import Config, load_config
 from ladseg.engine.logging import read_metrics
@@ -74,14 +73,7 @@ class BenchRecipe:
 
 def load_bench_recipe(path: str | Path) -> BenchRecipe:
     """Read and check a benchmark recipe (every method a protocol lists must have a config)."""
-    try:
-        path = find_config(path)
-    except ConfigError:
-        raise ConfigError(f"benchmark recipe {path} not found") from None
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    path, raw = read_recipe_file(path, "benchmark recipe")
     unknown = sorted(set(raw) - _RECIPE_KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; valid: {sorted(_RECIPE_KEYS)}")
@@ -247,7 +239,9 @@ class Bench:
             },
             "seconds": training_seconds(work_dir),
         }
-        cache.write_text(json.dumps(result, indent=1))
+        staged = cache.with_suffix(".json.tmp")  # a killed write never leaves a half cache behind
+        staged.write_text(json.dumps(result, indent=1))
+        os.replace(staged, cache)
         return result
 
 
@@ -312,15 +306,6 @@ def summarize(
             rows[stage.split("/", 1)[-1] if stage != "baseline" else "baseline"] = row
         summary["protocols"][proto] = {"control": control.split("/")[-1], "rows": rows}
     return summary
-
-
-def verdict_word(gap: dict[str, Any]) -> str:
-    """``gain`` / ``loss`` beyond 2 standard errors of the paired difference, else ``noise`` (``1 seed``)."""
-    if math.isnan(gap["stderr"]):
-        return "1 seed"
-    if abs(gap["mean"]) <= 2 * gap["stderr"]:
-        return "noise"
-    return "gain" if gap["mean"] > 0 else "loss"
 
 
 PROTOCOL_TITLES = {

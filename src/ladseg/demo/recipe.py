@@ -66,17 +66,23 @@ class SeedResult:
     class_names: list[str]
 
 
+def read_recipe_file(path: str | Path, what: str) -> tuple[Path, dict[str, Any]]:
+    """Find a recipe (the user's file or a packaged one) and read its YAML mapping; ``what`` names it
+    in the errors (``demo recipe``, ``benchmark recipe``)."""
+    try:
+        found = find_config(path)
+    except ConfigError:
+        raise ConfigError(f"{what} {path} not found") from None
+    try:
+        return found, yaml.safe_load(found.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{found} is not valid YAML: {exc}") from exc
+
+
 def load_recipe(path: str | Path = DEFAULT_RECIPE) -> DemoRecipe:
     """Read a recipe: a user's file, or a packaged one (``_recipes_/camvid.yaml``); configs it names
     are relative to the recipe file."""
-    try:
-        path = find_config(path)
-    except ConfigError:
-        raise ConfigError(f"demo recipe {path} not found") from None
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    path, raw = read_recipe_file(path, "demo recipe")
     unknown = sorted(set(raw) - {"configs", "profiles", "stages"})
     if "methods" in raw and "protocols" in raw:
         raise ConfigError(f"{path} is a distillation-benchmark recipe: run it with `ladseg kd-bench {path}`")

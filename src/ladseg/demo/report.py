@@ -52,15 +52,23 @@ def paired_gap(per_seed: list[float]) -> dict[str, Any]:
     return {"mean": mean, "std": std, "stderr": stderr, "per_seed": per_seed}
 
 
+def verdict_word(gap: dict[str, Any]) -> str:
+    """``gain`` / ``loss`` beyond 2 standard errors of the paired difference, else ``noise`` (``1 seed``)."""
+    if math.isnan(gap["stderr"]):
+        return "1 seed"
+    if abs(gap["mean"]) <= 2 * gap["stderr"]:
+        return "noise"
+    return "gain" if gap["mean"] > 0 else "loss"
+
+
 def noise_verdict(gap: dict[str, Any]) -> str:
     """Whether a paired gain stands out of the seed-to-seed noise (more than 2 standard errors from zero)."""
-    se = gap["stderr"]
-    if math.isnan(se):
+    word, se = verdict_word(gap), gap["stderr"]
+    if word == "1 seed":
         return "One seed: the seed-to-seed spread is unknown (run --seeds 3 before reading a gain)."
-    if abs(gap["mean"]) > 2 * se:
-        kind = "gain" if gap["mean"] > 0 else "loss"
-        return f"More than 2 standard errors (SE {se:.2f}) from zero: a {kind} that stands out of seed-to-seed noise."
-    return f"Within 2 standard errors (SE {se:.2f}) of zero: not distinguishable from seed-to-seed noise."
+    if word == "noise":
+        return f"Within 2 standard errors (SE {se:.2f}) of zero: not distinguishable from seed-to-seed noise."
+    return f"More than 2 standard errors (SE {se:.2f}) from zero: a {word} that stands out of seed-to-seed noise."
 
 
 def gap_text(gap: dict[str, Any], n: int) -> str:
