@@ -94,3 +94,15 @@ def test_quick_benchmark_shares_the_teacher_and_pairs_by_seed(tmp_path: Path) ->
     log = [json.loads(line) for line in (out / "seed0/finetune/control_time_cwd/metrics.jsonl").open()]
     iters = max(r["iter"] for r in log if r["type"] == "train")
     assert iters >= 2 and matched["seeds"] == [0] and "vs_control" in matched
+
+
+def test_unknown_methods_and_seed_counts_are_refused_before_training(tmp_path: Path, capsys) -> None:
+    argv = ["kd-bench", str(RECIPE), "--out", str(tmp_path / "kd")]
+    assert main([*argv, "--methods", "kd,nope"]) == 2
+    assert "unknown method(s) ['nope']" in capsys.readouterr().err
+    assert main([*argv, "--time-matched", "later"]) == 2
+    assert "unknown method(s) ['later']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv, "--seeds", "0"])
+    assert "number of seeds >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "kd").exists()  # nothing was trained or written
