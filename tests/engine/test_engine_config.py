@@ -75,6 +75,14 @@ def test_teacher_config_is_inlined(tmp_path: Path) -> None:
     assert (cfg.teacher.model.backbone, cfg.teacher.model.in_channels) == ("resnet101", 4)
 
 
+def test_a_base_configs_teacher_is_found_beside_the_base(tmp_path: Path) -> None:
+    """A sweep config in another folder inherits a method config whose teacher.config is relative."""
+    write(tmp_path / "zoo" / "teacher.yaml", {"model": {"name": "pspnet", "backbone": "resnet101"}})
+    write(tmp_path / "zoo" / "kd.yaml", {"teacher": {"config": "teacher.yaml", "checkpoint": "t.pth"}})
+    variant = write(tmp_path / "sweep" / "kd_w0.3.yaml", {"_base_": "../zoo/kd.yaml"})
+    assert load_config(variant).teacher.model.backbone == "resnet101"
+
+
 def test_saved_config_round_trips(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path / "a.yaml", {"train": {"iters": 7}, "method": {"aux_weight": 0.2}}))
     save_config(cfg, tmp_path / "config.yaml")

@@ -283,12 +283,23 @@ def load_yaml_tree(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, 
         ) from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a YAML mapping at the top level")
+    _anchor_teacher_config(raw, path.parent)
     bases = raw.pop("_base_", [])
     bases = [bases] if isinstance(bases, str) else list(bases)
     merged: dict[str, Any] = {}
     for base in bases:
         merged = deep_merge(merged, load_yaml_tree(path.parent / base, (*_seen, path)))
     return deep_merge(merged, raw)
+
+
+def _anchor_teacher_config(raw: dict[str, Any], config_dir: Path) -> None:
+    """A relative ``teacher.config`` names a file beside the YAML that writes it, so a config that
+    inherits it from a ``_base_`` in another folder still finds it."""
+    teacher = raw.get("teacher")
+    if isinstance(teacher, dict) and isinstance(teacher.get("config"), str):
+        beside = config_dir / teacher["config"]
+        if not Path(teacher["config"]).is_absolute() and beside.is_file():
+            teacher["config"] = str(beside)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
