@@ -17,15 +17,13 @@ from torch import Tensor, nn
 
 from ladseg.errors import ConfigError
 from ladseg.losses.base import IGNORE_INDEX, LOSSES, DistillLoss
-from ladseg.losses.common import feature_pair, labels_to, positive
+from ladseg.losses.common import feature_pair, labels_to, positive, softened_kl
 from ladseg.models.segmentor import SegOutput
 
 
 def kl_rows(s_logits: Tensor, t_logits: Tensor, tau: float = 1.0) -> Tensor:
     """``tau^2 * mean over rows of KL(softmax(t/tau) || softmax(s/tau))`` (KL's 'batchmean')."""
-    log_ps = F.log_softmax(s_logits / tau, dim=-1)
-    log_pt = F.log_softmax(t_logits / tau, dim=-1)
-    return (log_pt.exp() * (log_pt - log_ps)).sum(dim=-1).mean() * tau**2
+    return softened_kl(s_logits, t_logits, tau, dim=-1).mean() * tau**2
 
 
 def minibatch_pair_loss(s_feat: Tensor, t_feat: Tensor, tau: float = 0.1, pooling: bool = False) -> Tensor:
@@ -50,9 +48,7 @@ def minibatch_pair_loss(s_feat: Tensor, t_feat: Tensor, tau: float = 0.1, poolin
 
 def _pair_kl(s_sim: Tensor, t_sim: Tensor, tau: float) -> Tensor:
     """Sum over the pairs in the leading dim of each pair's row-mean KL at temperature tau."""
-    log_ps = F.log_softmax(s_sim / tau, dim=-1)
-    log_pt = F.log_softmax(t_sim / tau, dim=-1)
-    return (log_pt.exp() * (log_pt - log_ps)).sum(dim=-1).mean(dim=-1).sum()
+    return softened_kl(s_sim, t_sim, tau, dim=-1).mean(dim=-1).sum()
 
 
 @LOSSES.register("cirkd_minibatch")
@@ -274,12 +270,15 @@ class CIRKDLoss(DistillLoss):
             raise ConfigError(f"cirkd minibatch_weight must be >= 0, got {minibatch_weight}")
         self.minibatch_weight = float(minibatch_weight)
         self.minibatch = CIRKDMiniBatchLoss(
-            student_channels, teacher_channels, num_classes, minibatch_tau, pooling, ignore_index=ignore_index
-        )
+            student_channels, teacher_channels, num_classes, tau=minibatch_tau, pooling=pooling,
+            ignore_index=ignore_index,
+        )  # fmt: skip
         self.memory = CIRKDMemoryLoss(
-            student_channels, teacher_channels, num_classes, pixel_weight, region_weight, pixel_memory_size,
-            region_memory_size, pixel_contrast_size, region_contrast_size, pixel_update_freq, contrast_tau, kd_tau,
-            projector, ignore_index=ignore_index,
+            student_channels, teacher_channels, num_classes, pixel_weight=pixel_weight,
+            region_weight=region_weight, pixel_memory_size=pixel_memory_size,
+            region_memory_size=region_memory_size, pixel_contrast_size=pixel_contrast_size,
+            region_contrast_size=region_contrast_size, pixel_update_freq=pixel_update_freq,
+            contrast_tau=contrast_tau, kd_tau=kd_tau, projector=projector, ignore_index=ignore_index,
         )  # fmt: skip
 
     def forward(self, student: SegOutput, teacher: SegOutput, mask: Tensor) -> Tensor:

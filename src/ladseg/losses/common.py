@@ -21,6 +21,17 @@ def feature_pair(student: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
     return s.float(), t.float()
 
 
+def softened_kl(s_logits: Tensor, t_logits: Tensor, tau: float, dim: int) -> Tensor:
+    """``KL(softmax(t / tau) || softmax(s / tau))`` along ``dim`` (that dim summed away, no tau^2 factor).
+
+    The one KL core of the logit and relation losses (pixel KD, CWD, CIRKD's rows); each loss
+    chooses the axis of its distributions and how the KLs are averaged.
+    """
+    log_ps = F.log_softmax(s_logits / tau, dim=dim)
+    log_pt = F.log_softmax(t_logits / tau, dim=dim)
+    return (log_pt.exp() * (log_pt - log_ps)).sum(dim=dim)
+
+
 def labels_to(mask: Tensor, size: tuple[int, int] | tuple[int, ...]) -> Tensor:
     """Labels resized to ``size`` by nearest neighbour (as IFVD and CIRKD down-sample them)."""
     if mask.dim() != 3:

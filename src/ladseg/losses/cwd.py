@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from ladseg.errors import ConfigError
 from ladseg.losses.base import IGNORE_INDEX, LOSSES, DistillLoss, align_to
-from ladseg.losses.common import conv_adapter, feature_pair, positive
+from ladseg.losses.common import conv_adapter, feature_pair, positive, softened_kl
 from ladseg.models.segmentor import SegOutput
 
 
@@ -23,9 +22,7 @@ def cwd_loss(s_logits: Tensor, t_logits: Tensor, tau: float = 4.0) -> Tensor:
     ``tau^2 / (N*C) * sum p_t * (log p_t - log p_s)``. Inputs must have the same shape.
     """
     n, c = s_logits.shape[:2]
-    log_ps = F.log_softmax(s_logits.flatten(2).float() / tau, dim=-1)
-    log_pt = F.log_softmax(t_logits.flatten(2).float() / tau, dim=-1)
-    kl = (log_pt.exp() * (log_pt - log_ps)).sum()
+    kl = softened_kl(s_logits.flatten(2).float(), t_logits.flatten(2).float(), tau, dim=-1).sum()
     return kl * (tau**2) / (n * c)
 
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ladseg.losses.base import IGNORE_INDEX, LOSSES, DistillLoss, align_to
-from ladseg.losses.common import positive
+from ladseg.losses.common import positive, softened_kl
 from ladseg.models.segmentor import SegOutput
 
 
@@ -24,9 +24,7 @@ def pixel_kl_loss(
     The softmax is over classes at each pixel. With ``mask`` (N x H' x W' labels at any size, nearest-resized
     to the logits), ignore pixels are left out of the mean; without it every pixel counts (CIRKD's choice).
     """
-    log_ps = F.log_softmax(s_logits.float() / tau, dim=1)
-    log_pt = F.log_softmax(t_logits.float() / tau, dim=1)
-    kl = (log_pt.exp() * (log_pt - log_ps)).sum(dim=1)  # N x H x W
+    kl = softened_kl(s_logits.float(), t_logits.float(), tau, dim=1)  # N x H x W
     if mask is not None:
         if mask.shape[-2:] != kl.shape[-2:]:
             mask = F.interpolate(mask[:, None].float(), size=kl.shape[-2:], mode="nearest")[:, 0].long()
