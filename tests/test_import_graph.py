@@ -65,3 +65,25 @@ def test_demo_pieces_import_without_a_cycle() -> None:
     for i, name in enumerate(order):
         later = {f"ladseg.demo.{m}" for m in order[i + 1 :]}
         assert not demo[name] & later, f"demo/{name}.py imports a later piece: {demo[name] & later}"
+
+
+LAYERS = ["models", "data", "losses", "methods", "engine"]  # each may import only those before it
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_no_import_runs_back_up_the_layers(layer: str) -> None:
+    later = LAYERS[LAYERS.index(layer) + 1 :] + ["demo", "cli"]
+    if layer in ("models", "data"):
+        later = [x for x in later if x not in ("models", "data")]
+    for path in (SRC / layer).rglob("*.py"):
+        upward = {
+            m for m in imports(path) for x in later if m == f"ladseg.{x}" or m.startswith(f"ladseg.{x}.")
+        }
+        assert not upward, f"{path.relative_to(SRC)} imports up: {sorted(upward)}"
+
+
+@pytest.mark.parametrize("leaf", ["errors", "registry", "process_group", "notes"])
+def test_shared_leaf_modules_import_no_other_part(leaf: str) -> None:
+    """Every layer may use these, so they import nothing of ladseg but the error types."""
+    own = {m for m in imports(SRC / f"{leaf}.py") if m.startswith("ladseg")}
+    assert own <= {"ladseg.errors", "ladseg.errors.ConfigError", "ladseg.errors.LadsegError"}, own

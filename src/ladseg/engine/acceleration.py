@@ -37,6 +37,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ladseg.notes import note
+
 #: Steps left from which ``auto`` compiles on CUDA. Not measured on a GPU (no GPU was lent to this
 #: project): compile time is about a minute per step kind, and a compiled GPU step commonly saves
 #: 10-30 %, so a thousand steps repay it with margin. On the CPU ``auto`` never compiles: there the
@@ -208,7 +210,7 @@ class StepRunner:
             self.mode = "fallback"
             if log:
                 first = (str(exc).strip().splitlines() or [""])[0][:160]
-                print(f"train.compile: compiling failed ({type(exc).__name__}: {first}); running eagerly")
+                note(f"train.compile: compiling failed ({type(exc).__name__}: {first}); running eagerly")
             set_rng_state(rng)
             with torch.no_grad():
                 for k, v in module.named_buffers():

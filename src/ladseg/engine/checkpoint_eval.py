@@ -29,6 +29,7 @@ from ladseg.errors import CheckpointError
 from ladseg.methods.base import MethodParams
 from ladseg.methods.label_encoding import declared_encoding, resolve_scale
 from ladseg.models.segmentor import Segmentor
+from ladseg.notes import note
 
 
 def _declared_label_encoding(params: Any, meta: dict[str, Any], verbose: bool) -> Any:
@@ -45,7 +46,7 @@ def _declared_label_encoding(params: Any, meta: dict[str, Any], verbose: bool) -
     if verbose and configured != "auto":
         scale = resolve_scale(configured, meta.get("normalize"), label_scales())
         if not math.isclose(scale, declared["scale"], rel_tol=1e-6):
-            print(f"note: using the checkpoint's label scale {declared['scale']:g} (config: {configured!r})")
+            note(f"note: using the checkpoint's label scale {declared['scale']:g} (config: {configured!r})")
     return dataclasses.replace(params, encoder=dataclasses.replace(encoder, scale=declared["scale"]))
 
 
@@ -79,7 +80,7 @@ def evaluate_checkpoint(
     normalize = meta.get("normalize") or cfg.data.normalize
     if normalize != cfg.data.normalize:
         if verbose:
-            print(
+            note(
                 f"note: using the checkpoint's input normalisation {normalize!r} (config: {cfg.data.normalize!r})"
             )
         cfg.data.normalize = normalize

@@ -17,23 +17,15 @@ import torch
 import torch.distributed as dist
 
 from ladseg.errors import ConfigError
-
-
-def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
-
-
-def world_size() -> int:
-    return dist.get_world_size() if is_distributed() else 1
-
-
-def is_main_process() -> bool:
-    """Only rank 0 writes files, logs and progress bars."""
-    return rank() == 0
+from ladseg.process_group import (  # noqa: F401 (the engine's one import point for these)
+    all_gather_cat,
+    all_reduce_mean,
+    all_reduce_sum,
+    is_distributed,
+    is_main_process,
+    rank,
+    world_size,
+)
 
 
 def launched_as_main_process() -> bool:
@@ -89,21 +81,6 @@ def destroy_distributed() -> None:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
-
-
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over processes in place (no-op without a process group); returns it."""
-    if is_distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
-
-
-def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
-    """Average a floating ``tensor`` over processes in place (for logged losses); returns it."""
-    if is_distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        tensor /= dist.get_world_size()
-    return tensor
 
 
 def all_true(flag: bool, device: torch.device) -> bool:

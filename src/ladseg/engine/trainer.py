@@ -92,6 +92,7 @@ from ladseg.engine.run_lock import RunFolderLock
 from ladseg.engine.schedule import PolySchedule
 from ladseg.errors import CheckpointError, ConfigError, LadsegError
 from ladseg.models.weights import UnreadableCheckpoint
+from ladseg.notes import note
 
 
 class Trainer:
@@ -128,8 +129,8 @@ class Trainer:
             self.optimizer, cfg.train.iters, o.poly_power, o.warmup_iters, o.warmup_ratio
         )
         self.amp = build_amp(cfg.train.amp, self.device)
-        if (note := amp_note(cfg.train.amp, self.device)) and is_main_process():
-            print(note)
+        if (message := amp_note(cfg.train.amp, self.device)) and is_main_process():
+            note(message)
         decay = cfg.train.ema_decay
         self.ema = WeightAverage(self.method.export_model(), decay) if decay is not None else None
         self.iteration = 0
@@ -320,16 +321,16 @@ class Trainer:
             self.amp.scaler.load_state_dict(state["scaler"])
         fresh = self.method.load_separate_optimizer_state(state.get("separate_optimizers") or {})
         if fresh and is_main_process():
-            print(f"{path} has no optimiser state for {', '.join(fresh)}; starting it fresh")
+            note(f"{path} has no optimiser state for {', '.join(fresh)}; starting it fresh")
         if self.ema is not None:
             if state.get("ema"):
                 self.ema.load_state_dict(state["ema"])
             else:  # EMA switched on for a run that had none: the average starts at the resumed weights
                 self.ema = WeightAverage(self.method.export_model(), self.ema.decay)
                 if is_main_process():
-                    print(f"{path} has no weight average; train.ema_decay starts one at this iteration")
-        if (note := describe_changes(changes)) and is_main_process():
-            print(note)
+                    note(f"{path} has no weight average; train.ema_decay starts one at this iteration")
+        if (message := describe_changes(changes)) and is_main_process():
+            note(message)
         self.iteration = self.saved_iteration = int(state["iteration"])
         self.best_miou = float(state.get("best_miou", -math.inf))
         self.last_metrics = dict(payload["meta"].get("metrics") or {})
@@ -346,12 +347,12 @@ class Trainer:
             )  # before anything is written: an incompatible rerun changes nothing
             if is_main_process():
                 drop_records_after(self.work_dir, self.iteration)  # logged after the checkpoint, redone now
-                print(f"resumed {source} at iteration {self.iteration}")
+                note(f"resumed {source} at iteration {self.iteration}")
         elif is_main_process():
             aside = set_aside_old_log(self.work_dir)
             if aside is not None:  # a used folder: say so, and start a fresh log
                 why = "train.resume=false" if last.is_file() else f"no {last.name} to resume from"
-                print(f"fresh start in {self.work_dir} ({why}); the previous log is kept as {aside.name}")
+                note(f"fresh start in {self.work_dir} ({why}); the previous log is kept as {aside.name}")
         if is_main_process():
             self.work_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.work_dir / "config.yaml")
@@ -369,7 +370,7 @@ class Trainer:
             self.resume(prev)
             if is_main_process():
                 aside = use_previous_checkpoint(last)
-                print(f"{last} cannot be read ({exc.what}); kept as {aside.name}, resuming from {prev.name}")
+                note(f"{last} cannot be read ({exc.what}); kept as {aside.name}, resuming from {prev.name}")
             return prev
 
     def _catch_up_validation(self, logger: RunLogger) -> None:
@@ -453,9 +454,9 @@ class Trainer:
         self._prepare()
         t = self.cfg.train
         stop = min(t.iters, until) if until is not None else t.iters
-        compile_it, note = accel.compile_decision(t.compile, stop - self.iteration, self.device)
-        if note and is_main_process():  # after resume: decided on the steps this process still runs
-            print(note)
+        compile_it, message = accel.compile_decision(t.compile, stop - self.iteration, self.device)
+        if message and is_main_process():  # after resume: decided on the steps this process still runs
+            note(message)
         if compile_it and self.steps.mode == "eager":
             accel.compile_method(self.method)
             self.steps.mode = "first"

@@ -27,7 +27,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-import torch.distributed as torch_dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -35,6 +34,7 @@ from ladseg.errors import ConfigError
 from ladseg.losses.base import IGNORE_INDEX, LOSSES, DistillLoss
 from ladseg.losses.common import feature_pair
 from ladseg.models.segmentor import SegOutput
+from ladseg.process_group import all_reduce_mean, world_size
 
 #: the smallest map side the discriminator reads (four halvings, then a 4 x 4 valid conv)
 MIN_SIDE = 64
@@ -130,12 +130,6 @@ def discriminator_hinge(d_student: Tensor, d_teacher: Tensor) -> Tensor:
     return F.relu(1.0 - d_teacher).mean() + F.relu(1.0 + d_student).mean()
 
 
-def _world_size() -> int:
-    if torch_dist.is_available() and torch_dist.is_initialized():
-        return torch_dist.get_world_size()
-    return 1
-
-
 @LOSSES.register("adversarial")
 class AdversarialLoss(DistillLoss):
     """CIRKD's holistic hinge-GAN term on the logits; D is trained by its own Adam (see the module doc).
@@ -211,13 +205,11 @@ class AdversarialLoss(DistillLoss):
         with torch.autocast(s.device.type, enabled=False):
             loss = self.discriminator_loss(s.float(), t.float())
         loss.backward()
-        world = _world_size()
-        if world > 1:  # D's backward ran outside DDP: average its gradients by hand
+        if world_size() > 1:  # D's backward ran outside DDP: average its gradients by hand
             for p in self.separately_optimized_parameters():
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
-                torch_dist.all_reduce(p.grad)
-                p.grad.div_(world)
+                all_reduce_mean(p.grad)
         opt.step()
         return {"d": loss.detach()}
 

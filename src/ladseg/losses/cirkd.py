@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -19,6 +18,7 @@ from ladseg.errors import ConfigError
 from ladseg.losses.base import IGNORE_INDEX, LOSSES, DistillLoss
 from ladseg.losses.common import feature_pair, labels_to, positive, softened_kl
 from ladseg.models.segmentor import SegOutput
+from ladseg.process_group import all_gather_cat
 
 
 def kl_rows(s_logits: Tensor, t_logits: Tensor, tau: float = 1.0) -> Tensor:
@@ -80,15 +80,6 @@ class CIRKDMiniBatchLoss(DistillLoss):
         return minibatch_pair_loss(s, t, self.tau, self.pooling)
 
 
-def _gather(x: Tensor) -> Tensor:
-    """Concatenate ``x`` from every process (no gradient); identity outside torch.distributed."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts, dim=0)
-
-
 class TeacherMemory:
     """Per-class queues of L2-normalised teacher embeddings: pixels and regions (class means per image).
 
@@ -120,7 +111,7 @@ class TeacherMemory:
         """Enqueue each image's class means and up to ``pixel_update`` random pixels per class."""
         self._ensure(feats)
         assert self.pixels is not None and self.regions is not None
-        feats, labels = _gather(feats.float()), _gather(labels)
+        feats, labels = all_gather_cat(feats.float()), all_gather_cat(labels)
         for f, lab in zip(feats.flatten(2), labels.flatten(1), strict=True):
             for k in lab.unique().tolist():
                 if k == ignore_index or not 0 <= k < self.num_classes:

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.distributed as torch_dist
 from torch import Tensor, nn
 
 from ladseg.errors import ConfigError
@@ -37,14 +36,12 @@ from ladseg.methods.label_encoding import (
 )
 from ladseg.methods.lad_teacher import check_label_input
 from ladseg.models.segmentor import BACKBONE_KEY, Segmentor, SegOutput
+from ladseg.notes import note
+from ladseg.process_group import is_main_process
 
 
 def _default_kd_losses() -> list[LossParams]:
     return [LOSSES.get("cwd").params_class()(name="cwd", weight=3.0, tau=4.0)]
-
-
-def _is_main_process() -> bool:
-    return not (torch_dist.is_available() and torch_dist.is_initialized()) or torch_dist.get_rank() == 0
 
 
 @dataclass
@@ -116,8 +113,8 @@ class Distill(Method):
             if declared not in scales:  # an unknown name is a ConfigError, not a silent pass-through
                 raise ConfigError(f"unknown normalization {declared!r}; valid: {', '.join(scales)}")
             self.teacher_normalize = declared
-            if _is_main_process():
-                print(
+            if is_main_process():
+                note(
                     f"note: the teacher reads {declared!r} input (its checkpoint), the batches are "
                     f"{self.data_normalize!r}: converting them for the teacher each step"
                 )
