@@ -82,7 +82,7 @@ def test_no_import_runs_back_up_the_layers(layer: str) -> None:
         assert not upward, f"{path.relative_to(SRC)} imports up: {sorted(upward)}"
 
 
-@pytest.mark.parametrize("leaf", ["errors", "registry", "process_group", "notes"])
+@pytest.mark.parametrize("leaf", ["errors", "registry", "process_group", "notes", "labels"])
 def test_shared_leaf_modules_import_no_other_part(leaf: str) -> None:
     """Every layer may use these, so they import nothing of ladseg but the error types."""
     own = {m for m in imports(SRC / f"{leaf}.py") if m.startswith("ladseg")}

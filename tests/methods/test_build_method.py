@@ -39,7 +39,8 @@ def test_errors() -> None:
 
 def test_real_models_pspnet_teacher_to_deeplabv3_student() -> None:
     """A 4-channel PSPNet-R18 LAD teacher teaches a DeepLabV3-R18 student (different decoders and widths)."""
-    models = pytest.importorskip("ladseg.models")
+    from ladseg import models
+
     teacher = models.build_model("pspnet", "resnet18", 3, in_channels=4)
     lad = build_method("lad_teacher", {}, teacher, 3, normalize=IMAGENET)
     batch = toy_batch(n=2, size=32)

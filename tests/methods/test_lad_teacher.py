@@ -110,7 +110,6 @@ def test_inference_inputs(batch: dict) -> None:
     assert torch.equal(method.inference_input(batch), x)  # repeatable
     blind = method.inference_input_without_label(batch)
     assert torch.equal(blind[:, :3], batch["image"]) and not blind[:, 3].any()
-    assert method.label_input
     zero = _teacher(eval_label="none").inference_input(batch)
     assert torch.equal(zero, blind)
 

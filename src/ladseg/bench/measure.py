@@ -39,6 +39,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ladseg.labels import IGNORE_INDEX
+
 STEPS = ("supervised", "lad_teacher", "distill")
 TARGETS = {"teacher/supervised": 2.05, "distill/supervised": 1.4, "encoder share %": 2.0}
 
@@ -141,7 +143,7 @@ def synthetic_batch(
     image = torch.randn(batch, 3, crop, crop, generator=gen)
     blocks = torch.randint(0, num_classes, (batch, 1, max(1, crop // 32), max(1, crop // 32)), generator=gen)
     mask = torch.nn.functional.interpolate(blocks.float(), size=(crop, crop), mode="nearest")[:, 0].long()
-    mask[:, : max(1, crop // 32)] = 255
+    mask[:, : max(1, crop // 32)] = IGNORE_INDEX
     return {"image": image.to(device), "mask": mask.to(device)}
 
 
@@ -279,7 +281,7 @@ def bench_steps(
 
 # -- the label encoder -----------------------------------------------------------------------
 def reference_loop_encode(
-    mask: Tensor, num_classes: int, noise: float = 0.03, ignore_index: int = 255
+    mask: Tensor, num_classes: int, noise: float = 0.03, ignore_index: int = IGNORE_INDEX
 ) -> Tensor:
     """The baseline: for every image and every class, draw a code and write it into that class's pixels."""
     out = torch.zeros(mask.shape[0], 1, *mask.shape[1:], device=mask.device)

@@ -50,13 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"ladseg.cli.{name}")
-        except ModuleNotFoundError as exc:  # a subcommand not built yet stays out of --help
-            if exc.name == f"ladseg.cli.{name}":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"ladseg.cli.{name}").register(sub)
     return parser
 
 

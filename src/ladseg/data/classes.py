@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-IGNORE_INDEX = 255
+from ladseg.labels import IGNORE_INDEX
+
 IGNORE_COLOR = (224, 224, 192)  # VOC's colour for the 255 band
 INVALID = -1
 

@@ -15,9 +15,9 @@ Design (learnable by a small network in a few hundred CPU iterations, yet not tr
 * Train and val crops come from disjoint parts of every source: the left 60 % of its columns
   for ``train``, the right 40 % for ``val`` (recorded per region in ``manifest.json``).
 
-Version history: v4 (photo-identity classes such as "astronaut", per-region random tints,
-distractor shapes) could not be learned in a few hundred CPU iterations even by a model given
-the answer as one-hot input channels (about 20 mIoU after 120 steps), so the demo measured noise.
+Why shapes and not photo-identity classes (such as "astronaut"): the demo must be learnable in a
+few hundred CPU iterations, and photo-identity classes with per-region tints were not learned even
+by a model given the answer as one-hot input channels (about 20 mIoU after 120 steps).
 
 The result is written in the ``folder`` layout (PNG images, palette PNG masks, ``classes.txt``,
 ``palette.txt``) with ``embedded.json`` as the version stamp: a copy made by another generator

@@ -3,9 +3,9 @@
 A training loader is built once per run and iterated once per epoch; the engine calls
 ``loader.sampler.set_epoch(epoch)`` before each epoch, which reshuffles deterministically
 (:class:`EpochShuffle`, or DistributedSampler under torchrun: the order is drawn from
-``seed + epoch``). Workers are persistent, so they are started once, not every epoch. A
-distributed *validation* loader uses DistributedSampler without dropping, which pads the last
-shard with repeated items.
+``seed + epoch``). Workers are persistent, so they are started once, not every epoch. Under
+torchrun a *validation* loader reads only its process's shard (``engine/dist.py:shard_indices``,
+no padding), so every image is scored exactly once.
 """
 
 from __future__ import annotations

@@ -3,12 +3,12 @@
 Why a module of its own: every choice here changes seconds per step, never the maths (up to float
 rounding), and each was picked by measurement (``ladseg bench``, docs/bench.md) rather than by habit.
 
-- ``train.channels_last: auto`` is on for CPU and CUDA: on the idle 2-core CPU it made the steps
+- ``train.channels_last: auto`` is on for CPU and CUDA: on a 2-core CPU it made the steps
   1.03-1.08x faster for DeepLabV3-R18 and STDC1 and 1.5-1.9x for DeepLabV3 on EfficientNet-Lite0
-  at batch 4, crop 192 (issue 16; NCHW was only faster at toy sizes); on GPUs it is what
+  at batch 4, crop 192 (NCHW was only faster at toy sizes; docs/bench.md); on GPUs it is what
   tensor-core convolutions want. The frozen teacher follows the student.
 - ``train.compile: auto`` compiles on CUDA when the steps left in this process repay the compile
-  time (:data:`COMPILE_PAYS_AFTER`, where Triton is installed), and never on the CPU: on the idle
+  time (:data:`COMPILE_PAYS_AFTER`, where Triton is installed), and never on the CPU: on a
   2-core CPU, compiling gave 0.95-1.02x alone, 0.99-1.10x on top of channels_last (DeepLabV3-R18)
   and 0.97-1.06x on top of channels_last + bf16 (DeepLabV3-R18, STDC1) for 13-84 s of compiling
   per step kind, so nothing repays it there.
@@ -39,10 +39,10 @@ from torch import Tensor, nn
 
 from ladseg.notes import note
 
-#: Steps left from which ``auto`` compiles on CUDA. Not measured on a GPU (no GPU was lent to this
-#: project): compile time is about a minute per step kind, and a compiled GPU step commonly saves
-#: 10-30 %, so a thousand steps repay it with margin. On the CPU ``auto`` never compiles: there the
-#: compiled step was no faster than the eager one (docs/bench.md, issue 16).
+#: Steps left from which ``auto`` compiles on CUDA (an estimate, not a GPU measurement): compile time
+#: is about a minute per step kind, and a compiled GPU step commonly saves 10-30 %, so a thousand
+#: steps repay it with margin. On the CPU ``auto`` never compiles: there the compiled step was no
+#: faster than the eager one (docs/bench.md).
 COMPILE_PAYS_AFTER = 1000
 #: ``LADSEG_COMPILE_BACKEND=aot_eager`` (tests, debugging) replaces inductor without code generation.
 BACKEND_ENV = "LADSEG_COMPILE_BACKEND"

@@ -3,7 +3,7 @@
 ``bf16`` works on CPU and recent GPUs without loss scaling; ``fp16`` (CUDA only) needs a
 GradScaler. ``auto`` picks bf16 on a GPU that supports it, else fp16 on CUDA, and full precision
 on the CPU. Why not bf16 on a CPU with bf16 units (AVX512-BF16 or AMX), where it is faster: on the
-2-core AVX512-BF16 machine of issue 16 it made the DeepLabV3-R18 steps 1.5-1.7x and the STDC1 steps
+2-core AVX512-BF16 machine of docs/bench.md it made the DeepLabV3-R18 steps 1.5-1.7x and the STDC1 steps
 1.3x faster than fp32, but the CamVid STDC1 baseline (1000 steps) ended 1.8 mIoU lower over three
 seeds (40.9 against 42.8, SE 0.6; docs/bench.md). A default that costs accuracy would bias every
 comparison run on it, so bf16 on the CPU is one key away (``train.amp=bf16``) with that trade-off

@@ -78,11 +78,6 @@ def destroy_distributed() -> None:
         dist.destroy_process_group()
 
 
-def barrier() -> None:
-    if is_distributed():
-        dist.barrier()
-
-
 def all_true(flag: bool, device: torch.device) -> bool:
     """True when ``flag`` holds on every process (so all ranks stop together on a bad loss)."""
     if not is_distributed():

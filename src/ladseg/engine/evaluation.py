@@ -26,6 +26,7 @@ from ladseg.engine.inference import (
     whole_inference,
 )
 from ladseg.engine.metrics import ConfusionMatrix, SegMetrics
+from ladseg.labels import IGNORE_INDEX
 from ladseg.models.segmentor import resize_logits
 
 __all__ = [
@@ -70,7 +71,7 @@ def evaluate(
     scale_mode: str = "whole",
     input_fn: Callable[[dict[str, Any]], Tensor] = _image,
     device: torch.device | str = "cpu",
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     class_names: Sequence[str] | None = None,
     autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
     progress: bool = True,

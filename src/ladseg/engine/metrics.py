@@ -18,12 +18,15 @@ import torch
 from torch import Tensor
 
 from ladseg.engine.dist import all_reduce_sum
+from ladseg.labels import IGNORE_INDEX
 
 
 class ConfusionMatrix:
     """K x K counts (rows: ground truth, columns: prediction), accumulated on the device with bincount."""
 
-    def __init__(self, num_classes: int, ignore_index: int = 255, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, num_classes: int, ignore_index: int = IGNORE_INDEX, device: torch.device | str = "cpu"
+    ) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.mat = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)

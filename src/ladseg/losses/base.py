@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ladseg.errors import ConfigError
+from ladseg.labels import IGNORE_INDEX
 from ladseg.models.segmentor import SegOutput, resize_logits
 from ladseg.registry import Registry
 from ladseg.schema import from_mapping
 
 #: the label value of "no label" when the caller does not say (the datasets' convention)
-IGNORE_INDEX = 255
 #: constructor parameters every loss gets from the method, not from the config
 _CONTRACT = ("self", "student_channels", "teacher_channels", "num_classes", "ignore_index")
 

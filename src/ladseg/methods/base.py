@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from ladseg.errors import ConfigError
+from ladseg.labels import IGNORE_INDEX
 from ladseg.models.segmentor import Segmentor
 from ladseg.registry import Registry
 from ladseg.schema import from_mapping
@@ -77,7 +78,7 @@ class Method(nn.Module):
     needs_teacher: ClassVar[bool] = False
 
     def __init__(
-        self, student: Segmentor, params: MethodParams, num_classes: int, ignore_index: int = 255
+        self, student: Segmentor, params: MethodParams, num_classes: int, ignore_index: int = IGNORE_INDEX
     ) -> None:
         super().__init__()
         self.student = student

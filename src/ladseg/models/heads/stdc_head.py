@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ladseg.errors import LadsegError
+from ladseg.labels import IGNORE_INDEX
 from ladseg.models.heads.base import HEADS, DecodeHead
 from ladseg.models.layers import ConvBNReLU
 from ladseg.models.segmentor import SegOutput, resize_logits
@@ -136,7 +137,7 @@ def _boundaries(onehot: Tensor, stride: int) -> Tensor:
 
 
 @torch.no_grad()
-def detail_targets(mask: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
+def detail_targets(mask: Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> Tensor:
     """Binary boundary map N x 1 x H x W of a label mask N x H x W (STDC's detail ground truth).
 
     The Laplacian runs on each class's one-hot map (ignore is one more region, as in the authors'
