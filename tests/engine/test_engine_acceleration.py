@@ -18,6 +18,7 @@ from ladseg.engine import trainer as trainer_module
 from ladseg.engine.checkpoint import build_model_from_checkpoint, load_checkpoint
 from ladseg.engine.trainer import Trainer, train
 from ladseg.errors import ConfigError
+from ladseg.methods import build_method
 from ladseg.models import build_model
 
 CPU = torch.device("cpu")
@@ -69,7 +70,7 @@ def test_channels_last_outputs_equal_nchw_outputs() -> None:
     nchw = build_model("deeplabv3", "resnet18", 5).eval()
     cl = build_model("deeplabv3", "resnet18", 5).eval()
     cl.load_state_dict(nchw.state_dict())
-    accel.prepare_method(torch.nn.ModuleDict({"student": cl}), channels_last=True)
+    accel.prepare_method(build_method("supervised", {}, cl, 5), channels_last=True)
     assert cl.backbone.first_conv.weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():

@@ -52,3 +52,13 @@ def test_real_models_pspnet_teacher_to_deeplabv3_student() -> None:
     out = method(batch)
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and teacher.training is False
+
+
+def test_an_image_only_method_declares_it_reads_no_label() -> None:
+    """The label contract is declared on Method: the trainer and evaluator read ``label_input``."""
+    from ladseg import models
+
+    method = build_method("supervised", {}, models.build_model("fcn", "resnet18", 3, head={"channels": 8}), 3)
+    assert type(method).label_input is False and METHODS.get("lad_teacher").label_input is True
+    with pytest.raises(ConfigError, match="reads no label"):
+        method.inference_input_without_label(toy_batch(n=1, size=16))

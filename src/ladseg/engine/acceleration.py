@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ladseg.methods.base import Method
 from ladseg.notes import note
 
 #: Steps left from which ``auto`` compiles on CUDA (an estimate, not a GPU measurement): compile time
@@ -144,17 +145,17 @@ def compile_options() -> dict[str, Any]:
     return {"backend": os.environ.get(BACKEND_ENV) or "inductor", "dynamic": False}
 
 
-def compile_method(method: nn.Module) -> None:
+def compile_method(method: Method) -> None:
     """Compile the student in place (``state_dict`` keys unchanged) and the frozen teacher's forward."""
     method.student.compile(**compile_options())
-    teacher = getattr(method, "teacher", None)
+    teacher = method.teacher
     if teacher is not None:
         frozen_forward(teacher, compile_it=True)
 
 
-def prepare_method(method: nn.Module, channels_last: bool) -> None:
+def prepare_method(method: Method, channels_last: bool) -> None:
     """Memory format of the method (and its frozen teacher); the teacher's forward under inference mode."""
-    teacher = getattr(method, "teacher", None)
+    teacher = method.teacher
     if channels_last:
         method.to(memory_format=torch.channels_last)
         if teacher is not None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 from torch.utils.data import Subset
 
 from ladseg.data import build_dataset, build_loader
@@ -223,7 +222,7 @@ OPTIMIZERS: dict[str, Any] = {
 }
 
 
-def build_optimizer(method: nn.Module, cfg: Config) -> torch.optim.Optimizer:
+def build_optimizer(method: Method, cfg: Config) -> torch.optim.Optimizer:
     """``optim.name`` (SGD by default, AdamW) over the trainable parameters; outside the backbone
     the lr is ``head_lr_mult`` x lr.
 
@@ -233,11 +232,8 @@ def build_optimizer(method: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     o = cfg.optim
     if o.name not in OPTIMIZERS:
         raise ConfigError(f"optim.name: unknown optimiser {o.name!r}; valid: {sorted(OPTIMIZERS)}")
-    student = getattr(method, "student", None)
-    backbone = getattr(student, "backbone", None)
-    backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
-    separate = getattr(method, "separately_optimized_parameters", None)  # e.g. a discriminator's own Adam
-    excluded = {id(p) for p in separate()} if callable(separate) else set()
+    backbone_ids = {id(p) for p in method.student.backbone.parameters()}
+    excluded = {id(p) for p in method.separately_optimized_parameters()}  # e.g. a discriminator's own Adam
     params = [p for p in method.parameters() if p.requires_grad and id(p) not in excluded]
     groups = [
         {"params": [p for p in params if id(p) in backbone_ids], "lr": o.lr},

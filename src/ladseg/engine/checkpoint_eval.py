@@ -93,14 +93,14 @@ def evaluate_checkpoint(
     cls = method_class(cfg.method_name) if isinstance(model, Segmentor) else None
     if cls is None:  # another backend runs an image-only network as it is
         return _evaluate(cfg, network, input_fn, dataset, meta, device, progress), dataset
-    if model.in_channels > 3 and not getattr(cls, "label_input", False):
+    if model.in_channels > 3 and not cls.label_input:
         raise CheckpointError(
             f"{checkpoint} reads {model.in_channels} input channels (image + trained label channels: a LAD "
             f"teacher) but method {cfg.method_name!r} feeds the image only; evaluate it with its lad_teacher config"
         )
     if not cls.needs_teacher:  # e.g. a LAD teacher reads label channels too
         params: MethodParams = cls.parse_params({**dataclasses.asdict(cfg.method), **(method_params or {})})
-        if getattr(cls, "label_input", False):
+        if cls.label_input:
             params = _declared_label_encoding(params, meta, verbose)
         method = build_method(
             cfg.method_name, params, model, model.num_classes, normalize=input_normalization(normalize)

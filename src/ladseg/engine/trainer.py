@@ -400,7 +400,7 @@ class Trainer:
         metrics = self.validate()
         self.last_metrics = metrics.summary()
         record = metrics.to_dict()
-        if getattr(self.method, "label_input", False):
+        if self.method.label_input:
             # A label-assisted network is also scored with a zero label channel: the difference is the
             # label-use gap, the curve that shows whether and when the teacher starts to read its label.
             blind = 100 * self.validate(self.method.inference_input_without_label).miou

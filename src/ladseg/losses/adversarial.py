@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ladseg.errors import ConfigError
-from ladseg.losses.base import IGNORE_INDEX, LOSSES, DistillLoss
+from ladseg.losses.base import IGNORE_INDEX, LOSSES, DistillLoss, SeparatelyOptimized
 from ladseg.losses.common import feature_pair
 from ladseg.models.segmentor import SegOutput
 from ladseg.process_group import all_reduce_mean, world_size
@@ -131,7 +131,7 @@ def discriminator_hinge(d_student: Tensor, d_teacher: Tensor) -> Tensor:
 
 
 @LOSSES.register("adversarial")
-class AdversarialLoss(DistillLoss):
+class AdversarialLoss(DistillLoss, SeparatelyOptimized):
     """CIRKD's holistic hinge-GAN term on the logits; D is trained by its own Adam (see the module doc).
 
     weight (0.001, CIRKD's lambda_adv) scales the generator term; ``d_weight`` (0.1, lambda_d) D's

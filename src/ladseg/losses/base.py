@@ -121,6 +121,28 @@ class DistillLoss(nn.Module):
 LOSSES: Registry[type[DistillLoss]] = Registry("loss")
 
 
+class SeparatelyOptimized:
+    """A part that steps its own parameters with its own optimiser (the adversarial loss's discriminator).
+
+    The method finds such parts by this type: the engine's optimiser leaves
+    :meth:`separately_optimized_parameters` out, calls :meth:`after_optimizer_step` once after each of
+    its steps, and saves :meth:`optimizer_state_dict` with the resume state.
+    """
+
+    def separately_optimized_parameters(self) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def after_optimizer_step(self) -> dict[str, Tensor]:
+        """The part's own step; returns the terms to log."""
+        raise NotImplementedError
+
+    def optimizer_state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_optimizer_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
 def build_loss(
     name: str,
     student_channels: int,

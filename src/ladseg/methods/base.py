@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ladseg.errors import ConfigError
 from ladseg.labels import IGNORE_INDEX
+from ladseg.losses.base import SeparatelyOptimized
 from ladseg.models.segmentor import Segmentor
 from ladseg.registry import Registry
 from ladseg.schema import from_mapping
@@ -126,14 +127,9 @@ class Method(nn.Module):
         raise NotImplementedError
 
     # -- parts with their own optimiser (e.g. the adversarial loss's discriminator) -----------
-    # A submodule that has ``after_optimizer_step()`` (-> logged terms), ``separately_optimized_parameters()``,
-    # ``optimizer_state_dict()`` and ``load_optimizer_state_dict(state)`` steps its own parameters.
-    def _separately_optimized(self) -> list[tuple[str, nn.Module]]:
-        return [
-            (name, m)
-            for name, m in self.named_modules()
-            if m is not self and callable(getattr(m, "after_optimizer_step", None))
-        ]
+    def _separately_optimized(self) -> list[tuple[str, SeparatelyOptimized]]:
+        """The submodules declared :class:`SeparatelyOptimized`, by attribute path."""
+        return [(name, m) for name, m in self.named_modules() if isinstance(m, SeparatelyOptimized)]
 
     def separately_optimized_parameters(self) -> list[nn.Parameter]:
         """Parameters the engine's optimiser must leave out (their module steps them itself)."""
@@ -166,9 +162,17 @@ class Method(nn.Module):
         return missing
 
     # -- evaluation --------------------------------------------------------------------
+    #: does the evaluated network read label channels beside the image (a LAD teacher)? Such a method
+    #: also implements :meth:`inference_input_without_label`, and validation logs the label-use gap.
+    label_input: ClassVar[bool] = False
+
     def inference_input(self, batch: Batch) -> Tensor:
         """What the evaluated network reads for this batch (the image; LAD adds a label channel)."""
         return batch["image"]
+
+    def inference_input_without_label(self, batch: Batch) -> Tensor:
+        """The input with its label channels blanked (only for methods with ``label_input``)."""
+        raise ConfigError(f"method {type(self).__name__} reads no label channels")
 
     def eval_model(self) -> Segmentor:
         """The network that validation runs (the student for most methods)."""
