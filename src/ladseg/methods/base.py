@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from torch import Tensor, nn
 
@@ -67,7 +67,10 @@ class InputNormalization:
     convert: Callable[[Tensor, str, str], Tensor] | None = None
 
 
-class Method(nn.Module):
+P = TypeVar("P", bound=MethodParams)
+
+
+class Method(nn.Module, Generic[P]):
     """Base class. Subclasses set ``Params`` and implement :meth:`forward`.
 
     Registered modules (``student`` and any ``adapters``) are trained and saved;
@@ -79,7 +82,7 @@ class Method(nn.Module):
     needs_teacher: ClassVar[bool] = False
 
     def __init__(
-        self, student: Segmentor, params: MethodParams, num_classes: int, ignore_index: int = IGNORE_INDEX
+        self, student: Segmentor, params: P, num_classes: int, ignore_index: int = IGNORE_INDEX
     ) -> None:
         super().__init__()
         self.student = student

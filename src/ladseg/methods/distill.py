@@ -78,7 +78,7 @@ def feature_channels(model: Segmentor) -> dict[str, int]:
 
 
 @METHODS.register("distill")
-class Distill(Method):
+class Distill(Method[DistillParams]):
     """Student <- frozen teacher with a configurable list of distillation losses."""
 
     Params = DistillParams
@@ -154,7 +154,7 @@ class Distill(Method):
 
     def _build_losses(self, student_channels: dict[str, int], teacher_channels: dict[str, int]) -> None:
         """Each loss gets the widths of the features it reads (its ``feature_level``)."""
-        p: DistillParams = self.params  # type: ignore[assignment]
+        p = self.params
         for i, spec in enumerate(p.kd_losses):
             cls = LOSSES.get(spec.name)
             level = cls.feature_level
@@ -214,7 +214,7 @@ class Distill(Method):
             raise RuntimeError(
                 "distill: no teacher attached (call set_teacher or build_method(..., teacher=...))"
             )
-        p: DistillParams = self.params  # type: ignore[assignment]
+        p = self.params
         y = batch["mask"]
         with torch.no_grad():
             t: SegOutput = self._run_teacher(teacher, self.teacher_input(batch))

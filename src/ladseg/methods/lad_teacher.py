@@ -98,7 +98,7 @@ def split_output(out: SegOutput, n: int) -> tuple[SegOutput, SegOutput]:
 
 
 @METHODS.register("lad_teacher")
-class LADTeacher(Method):
+class LADTeacher(Method[LADTeacherParams]):
     """Dual-path consistency training of a label-assisted teacher (``model.in_channels = 3 + k``)."""
 
     Params = LADTeacherParams
@@ -123,7 +123,7 @@ class LADTeacher(Method):
         self.encoder = LabelEncoder(enc, self.num_classes, self.ignore_index, scale)
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
-        p: LADTeacherParams = self.params  # type: ignore[assignment]
+        p = self.params
         x, y = batch["image"], batch["mask"]
         if p.image_drop > 0:  # blank images: the label is the only cue there (both paths alike)
             keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device) >= p.image_drop
@@ -150,7 +150,7 @@ class LADTeacher(Method):
         Noise comes from a private generator seeded per call, so validation is repeatable and never
         moves the training RNG.
         """
-        p: LADTeacherParams = self.params  # type: ignore[assignment]
+        p = self.params
         kind = kind or p.eval_label
         y = batch["mask"]
         if kind == "none":

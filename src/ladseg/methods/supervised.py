@@ -24,7 +24,7 @@ class SupervisedParams(MethodParams):
 
 
 @METHODS.register("supervised")
-class Supervised(Method):
+class Supervised(Method[SupervisedParams]):
     """Cross-entropy on the student's main and auxiliary logits."""
 
     Params = SupervisedParams
