@@ -6,6 +6,8 @@ ImageNet-normalised student must get the batch converted, and its label channel 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -82,7 +84,7 @@ def _ladseg_teacher_meta(scale: object, normalize: str = "imagenet") -> dict:
     }
 
 
-def test_label_scale_follows_the_teacher_checkpoint() -> None:
+def test_label_scale_follows_the_teacher_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:
     assert declared_encoding(_ladseg_teacher_meta(1.0), label_scales()) == {
         "kind": "random_codes",
         "scale": 1.0,
@@ -102,12 +104,15 @@ def test_label_scale_follows_the_teacher_checkpoint() -> None:
         normalize=input_normalization("imagenet"),
     )
     assert method.teacher_encoder.scale == 1.0
-    # an explicit scale that differs from the teacher's is an error, not a silent mismatch
-    with pytest.raises(ConfigError, match=r"teacher_label.scale='imagenet' \(1.7\d*\).*label scale 1 "):
-        build_method(
-            "distill", {"teacher_label": {"scale": "imagenet"}}, make_tiny(), 3,
-            teacher=_teacher(_ladseg_teacher_meta(1.0)), normalize=input_normalization("imagenet"),
-        )  # fmt: skip
+    # an explicit scale that differs from the teacher's: the checkpoint's is used, and the user is told
+    method = build_method(
+        "distill", {"teacher_label": {"scale": "imagenet"}}, make_tiny(), 3,
+        teacher=_teacher(_ladseg_teacher_meta(1.0)), normalize=input_normalization("imagenet"),
+    )  # fmt: skip
+    assert method.teacher_encoder.scale == 1.0
+    assert re.search(
+        r"teacher_label.scale='imagenet' \(1.7\d*\).*label scale 1: using 1", capsys.readouterr().out
+    )
     with pytest.raises(ConfigError, match="trained with 'random_codes' labels"):
         build_method(
             "distill", {"teacher_label": {"kind": "onehot"}}, make_tiny(), 3,

@@ -9,7 +9,6 @@ overrides its parameters (e.g. ``{"eval_label": "none"}`` to evaluate a teacher 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,27 +26,19 @@ from ladseg.engine.inputs import input_normalization, label_scales
 from ladseg.engine.metrics import SegMetrics
 from ladseg.errors import CheckpointError
 from ladseg.methods.base import MethodParams
-from ladseg.methods.label_encoding import declared_encoding, resolve_scale
+from ladseg.methods.label_encoding import reconcile_encoding
 from ladseg.models.segmentor import Segmentor
 from ladseg.notes import note
 
 
 def _declared_label_encoding(params: Any, meta: dict[str, Any], verbose: bool) -> Any:
-    """The LAD teacher's label encoding as its checkpoint declares it (kind and scale), over the config's."""
-    declared = declared_encoding(meta, label_scales())
-    if declared is None:
-        return params
-    encoder = params.encoder
-    if encoder.kind != declared["kind"]:
-        raise CheckpointError(
-            f"method.encoder.kind={encoder.kind!r} but the checkpoint was trained with {declared['kind']!r} labels"
-        )
-    configured = encoder.scale
-    if verbose and configured != "auto":
-        scale = resolve_scale(configured, meta.get("normalize"), label_scales())
-        if not math.isclose(scale, declared["scale"], rel_tol=1e-6):
-            note(f"note: using the checkpoint's label scale {declared['scale']:g} (config: {configured!r})")
-    return dataclasses.replace(params, encoder=dataclasses.replace(encoder, scale=declared["scale"]))
+    """The LAD teacher's label encoding as its checkpoint declares it (:func:`reconcile_encoding`)."""
+    encoder, message = reconcile_encoding(
+        params.encoder, meta, meta.get("normalize"), label_scales(), "method.encoder"
+    )
+    if message and verbose:
+        note(message)
+    return dataclasses.replace(params, encoder=encoder)
 
 
 def eval_settings(cfg: Config) -> InferenceSettings:

@@ -16,8 +16,6 @@ and saved with the method state, never part of the exported student.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,10 +26,9 @@ from ladseg.errors import ConfigError
 from ladseg.losses.base import IGNORE_INDEX, LOSSES, DistillLoss, LossParams, seg_ce
 from ladseg.methods.base import METHODS, Batch, Method, MethodParams
 from ladseg.methods.label_encoding import (
-    AUTO,
     LabelEncoder,
     TeacherLabelParams,
-    declared_encoding,
+    reconcile_encoding,
     resolve_scale,
 )
 from ladseg.methods.lad_teacher import check_label_input
@@ -126,29 +123,14 @@ class Distill(Method[DistillParams]):
             self._build_losses(feature_channels(self.student), feature_channels(teacher))
 
     def _teacher_label_encoder(self, meta: dict[str, Any]) -> LabelEncoder:
-        """The teacher's label channel: the configured encoding checked against what its checkpoint declares.
-
-        ``scale: auto`` (default) takes the declared scale, else the label scale of the teacher's
-        input normalisation; an explicit kind or scale that differs from the declared one is an error
-        (the teacher would read labels at another magnitude than it was trained with).
-        """
-        enc = self.teacher_encoder.params
-        declared = declared_encoding(meta, self.label_scales)
+        """The teacher's label channel: what its checkpoint declares (:func:`reconcile_encoding`), else the
+        configured encoding at the label scale of the teacher's input normalisation (``scale: auto``)."""
         teacher_norm = self.teacher_normalize or meta.get("normalize") or self.data_normalize
-        if declared is not None:
-            if declared["kind"] != enc.kind:
-                raise ConfigError(
-                    f"method.teacher_label.kind={enc.kind!r} but the teacher was trained with "
-                    f"{declared['kind']!r} labels (its checkpoint)"
-                )
-            if enc.scale != AUTO:
-                scale = resolve_scale(enc.scale, teacher_norm, self.label_scales)
-                if not math.isclose(scale, declared["scale"], rel_tol=1e-6):
-                    raise ConfigError(
-                        f"method.teacher_label.scale={enc.scale!r} ({scale:g}) but the teacher was trained "
-                        f"with label scale {declared['scale']:g} (its checkpoint): set scale: auto"
-                    )
-            enc = dataclasses.replace(enc, scale=declared["scale"])
+        enc, message = reconcile_encoding(
+            self.teacher_encoder.params, meta, teacher_norm, self.label_scales, "method.teacher_label"
+        )
+        if message and is_main_process():
+            note(message)
         scale = resolve_scale(enc.scale, teacher_norm, self.label_scales)
         return LabelEncoder(enc, self.num_classes, self.ignore_index, scale)
 

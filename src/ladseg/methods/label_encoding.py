@@ -16,6 +16,8 @@ and device-agnostic. Optional label corruptions (ablations, off by default) run 
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -255,6 +257,39 @@ def resolve_scale(
     if name not in label_scales:
         raise ConfigError(f"label scale {scale!r}: not a normalisation name; valid: {sorted(label_scales)}")
     return float(label_scales[name])
+
+
+def reconcile_encoding(
+    configured: EncoderParams,
+    meta: Mapping[str, Any] | None,
+    normalize: str | None,
+    label_scales: Mapping[str, float] | None,
+    key: str,
+) -> tuple[EncoderParams, str | None]:
+    """What a label-assisted network reads: the one rule for training a student from it and for evaluating it.
+
+    The checkpoint's declared encoding is the truth (the network was trained on it): a configured
+    ``kind`` that differs is a ConfigError naming ``key``; the declared scale is always used, and a
+    configured explicit scale that differs returns a note saying so (``scale: auto`` never does).
+    ``normalize`` is the network's input normalisation, against which a named scale is resolved.
+    """
+    declared = declared_encoding(meta, label_scales)
+    if declared is None:
+        return configured, None
+    if declared["kind"] != configured.kind:
+        raise ConfigError(
+            f"{key}.kind={configured.kind!r} but the network was trained with {declared['kind']!r} labels "
+            "(its checkpoint)"
+        )
+    message = None
+    if configured.scale != AUTO:
+        scale = resolve_scale(configured.scale, normalize, label_scales)
+        if not math.isclose(scale, declared["scale"], rel_tol=1e-6):
+            message = (
+                f"note: {key}.scale={configured.scale!r} ({scale:g}) but the checkpoint was trained with label "
+                f"scale {declared['scale']:g}: using {declared['scale']:g}"
+            )
+    return dataclasses.replace(configured, scale=declared["scale"]), message
 
 
 def declared_encoding(
