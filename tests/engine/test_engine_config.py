@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,46 @@ def test_dry_run_prints_the_resolved_config(tmp_path: Path, capsys: pytest.Captu
     with pytest.raises(SystemExit):  # an unknown option is still argparse's error, not an override
         main(["train", str(tmp_path / "c.yaml"), "--dry-run", "--bogus"])
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+# One bad value per section (and per kind of check): the config load that --dry-run runs refuses
+# each with its dotted key, before any data, model or checkpoint is read.
+BAD_VALUES = [
+    ("run.device=tpu", "run.device"),
+    ("model.name=nope", "model.name"),
+    ("model.backbone=nope", "model.backbone"),
+    ("model.output_stride=7", "model.output_stride"),
+    ("model.in_channels=0", "model.in_channels"),
+    ("data.dataset=nope", "data.dataset"),
+    ("data.normalize=nope", "data.normalize"),
+    ("data.kwargs={bogus: 1}", "data.kwargs.bogus"),
+    ("data.pad=foo", "data.pad"),
+    ("data.batch_size=0", "data.batch_size"),
+    ("optim.name=lion", "optim.name"),
+    ("optim.lr=0", "optim.lr"),
+    ("train.iters=0", "train.iters"),
+    ("train.amp=fp8", "train.amp"),
+    ("train.channels_last=maybe", "train.channels_last"),
+    ("eval.mode=foo", "eval.mode"),
+    ("eval.average=median", "eval.average"),
+    ("method.aux_weight=-1", "method.aux_weight"),
+    ("method.kd_losses=[{name: kd, tau: 0}]", "method.kd_losses[0]"),
+    ("method.kd_losses=[{name: cwd_feature, normalize_by: x}]", "method.kd_losses[0]"),
+    ("method.kd_losses=[{name: cirkd, pixel_memory_size: 0}]", "method.kd_losses[0]"),
+    ("method.kd_losses=[{name: nope}]", "method.kd_losses[0].name"),
+    ("method.teacher_label.kind=nope", "method.teacher_label.kind"),
+    ("teacher.in_channels=0", "teacher.in_channels"),
+]
+
+
+@pytest.mark.parametrize(("override", "key"), BAD_VALUES, ids=[o for o, _ in BAD_VALUES])
+def test_every_section_refuses_a_bad_value_at_load(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_config(CONFIGS / "camvid" / "kd_cwd_effl2_stdc1_camvid_half.yaml", [override])
+
+
+def test_the_optimiser_names_the_config_accepts_are_the_ones_the_engine_builds() -> None:
+    from ladseg.engine.builders import OPTIMIZERS
+    from ladseg.engine.config import OPTIMIZER_NAMES
+
+    assert sorted(OPTIMIZERS) == sorted(OPTIMIZER_NAMES)

@@ -214,7 +214,7 @@ def build_method_from_config(
 
 # -- optimisation ----------------------------------------------------------------------------
 #: ``optim.name`` -> (param groups, optim config) -> optimiser
-OPTIMIZERS: dict[str, Any] = {
+OPTIMIZERS: dict[str, Any] = {  # one entry per config.OPTIMIZER_NAMES
     "sgd": lambda groups, o: torch.optim.SGD(
         groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
     ),

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,12 @@ from typing import Any
 import yaml
 
 from ladseg.config_lookup import find_config
-from ladseg.data.transforms import PAD_MODES
+from ladseg.data import DATASETS
+from ladseg.data.transforms import NORMALIZATIONS, PAD_MODES
 from ladseg.engine.inference import MIN_SCALE, MULTISCALE_AVERAGES, MULTISCALE_ROUNDINGS
 from ladseg.errors import ConfigError
 from ladseg.methods.base import METHODS, MethodParams
+from ladseg.models.builder import check_model_names
 from ladseg.schema import from_mapping
 
 
@@ -41,6 +45,12 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available, else cpu
 
+    def check_config(self, key: str) -> None:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise ConfigError(
+                f"config key '{key}.device': expected auto, cpu, cuda, cuda:N or mps, got {self.device!r}"
+            )
+
 
 @dataclass
 class ModelConfig:
@@ -52,6 +62,16 @@ class ModelConfig:
     output_stride: int = 8
     pretrained: str | None = None
     head: dict[str, Any] = field(default_factory=dict)
+
+    def check_config(self, key: str) -> None:
+        try:
+            check_model_names(self.name, self.backbone)
+        except ConfigError as exc:
+            raise ConfigError(f"config key '{key}.name'/'{key}.backbone': {exc}") from None
+        if self.output_stride not in OUTPUT_STRIDES:
+            raise ConfigError(
+                f"config key '{key}.output_stride': expected one of {OUTPUT_STRIDES}, got {self.output_stride}"
+            )
 
 
 @dataclass
@@ -79,6 +99,23 @@ class DataConfig:
         """Values beyond types (called by the config validator when the config is read)."""
         if self.pad not in PAD_MODES:
             raise ConfigError(f"config key '{key}.pad': expected one of {PAD_MODES}, got {self.pad!r}")
+        if self.normalize not in NORMALIZATIONS:
+            raise ConfigError(
+                f"config key '{key}.normalize': expected one of {', '.join(NORMALIZATIONS)}, got {self.normalize!r}"
+            )
+        if self.dataset not in DATASETS:
+            raise ConfigError(
+                f"config key '{key}.dataset': expected one of {', '.join(DATASETS.names())}, got {self.dataset!r}"
+            )
+        accepted = inspect.signature(DATASETS.get(self.dataset)).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+            options = sorted(set(accepted) - {"root", "split", "transform"})
+            for name in self.kwargs:
+                if name not in options:
+                    raise ConfigError(
+                        f"config key '{key}.kwargs.{name}': dataset {self.dataset!r} has no such option; "
+                        f"valid: {', '.join(options) or 'none'}"
+                    )
 
 
 @dataclass
@@ -102,6 +139,12 @@ class OptimConfig:
     warmup_ratio: float = 0.1
     head_lr_mult: float = 1.0  # lr multiplier for everything outside the backbone
 
+    def check_config(self, key: str) -> None:
+        if self.name not in OPTIMIZER_NAMES:
+            raise ConfigError(
+                f"config key '{key}.name': expected one of {', '.join(OPTIMIZER_NAMES)}, got {self.name!r}"
+            )
+
 
 @dataclass
 class TrainConfig:
@@ -124,6 +167,13 @@ class TrainConfig:
     find_unused_parameters: bool = False
     # Validate and save an exponential moving average of the weights (e.g. 0.99); None = off.
     ema_decay: float | None = None
+
+    def check_config(self, key: str) -> None:
+        for name in ("channels_last", "compile"):
+            if getattr(self, name) not in (True, False, "auto"):
+                raise ConfigError(
+                    f"config key '{key}.{name}': expected true, false or auto, got {getattr(self, name)!r}"
+                )
 
 
 @dataclass
@@ -172,6 +222,10 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+
+#: the optimisers ``optim.name`` may name (built by ``engine/builders.py:OPTIMIZERS``)
+OPTIMIZER_NAMES = ("sgd", "adamw")
+OUTPUT_STRIDES = (8, 16, 32)
 
 CHOICES = {
     "train.amp": ("none", "bf16", "fp16", "auto"),

@@ -56,6 +56,17 @@ class LossParams:
             )
         return LOSSES.get(name).params_class()
 
+    def check_config(self, key: str) -> None:
+        """Check the options where the config is read, by building the loss once: so ``--dry-run``
+        refuses what the loss's constructor refuses (``tau: 0``, an unknown choice). The widths are a
+        stand-in (256, divisible by every group count a loss uses); the real ones are checked at build."""
+        if type(self) is LossParams:
+            return
+        try:
+            LOSSES.get(self.name)(256, 256, 2, **self.options())
+        except (ConfigError, ValueError, TypeError) as exc:
+            raise ConfigError(f"config key {key!r} ({self.name}): {exc}") from None
+
     def options(self) -> dict[str, Any]:
         """The loss's own keyword arguments (everything but ``name`` and ``weight``)."""
         return {

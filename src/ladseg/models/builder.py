@@ -60,6 +60,19 @@ def _accepts(factory: Any, arg: str) -> bool:
         return False
 
 
+def check_model_names(name: str, backbone: str) -> ModelDef:
+    """The model's definition, if ``name`` and ``backbone`` are registered and fit together (no building)."""
+    try:
+        mdef: ModelDef = MODELS.get(name)  # type: ignore[assignment]
+        BACKBONES.get(backbone)
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from None
+    if not mdef.fits(backbone):
+        fitting = [b for b in BACKBONES.names() if mdef.fits(b)]
+        raise ConfigError(f"model {name!r} does not fit backbone {backbone!r}; it needs one of {fitting}")
+    return mdef
+
+
 def build_model(
     name: str,
     backbone: str,
@@ -78,15 +91,9 @@ def build_model(
     default; LAD's DeepLabV3 uses 0.01 in the ASPP projection, the head and the aux head).
     Unknown names raise ``ConfigError`` listing valid ones.
     """
-    try:
-        mdef: ModelDef = MODELS.get(name)  # type: ignore[assignment]
-        backbone_factory = BACKBONES.get(backbone)
-        head_factory = HEADS.get(mdef.head)
-    except KeyError as exc:
-        raise ConfigError(str(exc.args[0])) from None
-    if not mdef.fits(backbone):
-        fitting = [b for b in BACKBONES.names() if mdef.fits(b)]
-        raise ConfigError(f"model {name!r} does not fit backbone {backbone!r}; it needs one of {fitting}")
+    mdef = check_model_names(name, backbone)
+    backbone_factory = BACKBONES.get(backbone)
+    head_factory = HEADS.get(mdef.head)
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
     if in_channels < 3:
