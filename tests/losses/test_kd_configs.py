@@ -22,13 +22,13 @@ CLASSICS = {"kd_at", "kd_fitnets", "kd_cwd", "kd_dist", "kd_skd", "kd_ifvd", "kd
 def test_every_method_has_a_cityscapes_config_and_the_classics_a_voc_one() -> None:
     names = {(p.parent.name, p.name.split("_deeplabv3")[0]) for p in CONFIGS}
     methods = {m for _, m in names}
-    assert methods >= CLASSICS | {"kd_af_dcd"}
+    assert methods >= CLASSICS | {"kd_af_dcd", "kd_maskd"}
     assert all(("cityscapes", m) in names for m in methods)
     assert all(("voc", m) in names for m in CLASSICS)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_config_loads_and_builds_its_losses(path: Path) -> None:
+def test_config_loads_and_builds_its_losses(path: Path, tmp_path: Path) -> None:
     cfg = load_config(path)
     assert cfg.method_name == "distill"
     assert (cfg.model.name, cfg.model.backbone) == ("deeplabv3", "resnet18")
@@ -40,6 +40,10 @@ def test_config_loads_and_builds_its_losses(path: Path) -> None:
         kwargs = spec.options()
         if spec.name.startswith("cirkd"):  # keep the CPU test small; sizes are not what is checked
             kwargs.update(pixel_memory_size=8, region_memory_size=4)
+        if spec.name == "maskd":  # the config leaves the token stage's file to the run
+            assert kwargs["tokens"] is None
+            torch.save({"mask_token": torch.randn(8, 19)}, tmp_path / "tokens.pth")
+            kwargs["tokens"] = str(tmp_path / "tokens.pth")
         widths = WIDTHS[LOSSES.get(spec.name).feature_level]
         with torch.device(
             "meta"

@@ -18,6 +18,7 @@ from ladseg.losses import (  # noqa: F401  (registration)
     fitnets,
     ifvd,
     kd,
+    maskd,
     mse,
     skd,
 )

@@ -11,7 +11,7 @@ from typing import Any
 
 from ladseg.errors import ConfigError
 from ladseg.losses.base import IGNORE_INDEX
-from ladseg.methods import distill, lad_teacher, supervised  # noqa: F401  (registration)
+from ladseg.methods import distill, lad_teacher, maskd_tokens, supervised  # noqa: F401  (registration)
 from ladseg.methods.base import METHODS, Batch, InputNormalization, Method, MethodParams
 from ladseg.models.segmentor import Segmentor
 
