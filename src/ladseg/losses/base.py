@@ -57,13 +57,12 @@ class LossParams:
         return LOSSES.get(name).params_class()
 
     def check_config(self, key: str) -> None:
-        """Check the options where the config is read, by building the loss once: so ``--dry-run``
-        refuses what the loss's constructor refuses (``tau: 0``, an unknown choice). The widths are a
-        stand-in (256, divisible by every group count a loss uses); the real ones are checked at build."""
+        """Check the options where the config is read (:meth:`DistillLoss.check_options`), so that
+        ``--dry-run`` refuses what building the loss would refuse (``tau: 0``, an unknown choice)."""
         if type(self) is LossParams:
             return
         try:
-            LOSSES.get(self.name)(256, 256, 2, **self.options())
+            LOSSES.get(self.name).check_options(**self.options())
         except (ConfigError, ValueError, TypeError) as exc:
             raise ConfigError(f"config key {key!r} ({self.name}): {exc}") from None
 
@@ -107,6 +106,16 @@ class DistillLoss(nn.Module):
         self.teacher_channels = teacher_channels
         self.num_classes = num_classes
         self.ignore_index = int(ignore_index)
+
+    @classmethod
+    def check_options(cls, **options: Any) -> None:
+        """Refuse bad option values before any model exists (called where the config is read).
+
+        The default builds the loss once at stand-in widths (256: divisible by every group count a
+        loss uses); the real widths are checked when the method builds it. A loss that reads a file
+        when built (its ``null`` default filled in later, as ``teacher.checkpoint``) overrides this.
+        """
+        cls(256, 256, 2, **options)
 
     def forward(self, student: SegOutput, teacher: SegOutput, mask: Tensor) -> Tensor:  # pragma: no cover
         raise NotImplementedError

@@ -150,6 +150,12 @@ class MasKDLoss(DistillLoss):
         self.uses_teacher_aux = self.aux_weight > 0
         self.register_buffer("tokens", load_tokens(tokens, num_classes))
 
+    @classmethod
+    def check_options(cls, tokens: str | None = None, aux_weight: float = 0.4, **_: Any) -> None:
+        """``tokens`` may still be unset where the config is read (it names a run to come)."""
+        if aux_weight < 0:
+            raise ConfigError(f"maskd aux_weight must be >= 0, got {aux_weight}")
+
     def _term(self, student: Tensor, teacher: Tensor) -> Tensor:
         s, t = feature_pair(student, teacher)
         return masked_logit_distance(s, t, token_masks(self.tokens, t))

@@ -44,7 +44,7 @@ class MaskdTokensParams(MethodParams):
 
 
 @METHODS.register("maskd_tokens")
-class MaskdTokens(Method):
+class MaskdTokens(Method[MaskdTokensParams]):
     """Learn MasKD's receptive tokens on a frozen network; nothing else trains."""
 
     Params = MaskdTokensParams
@@ -85,7 +85,7 @@ class MaskdTokens(Method):
         masked = out.logits.float() * masks.sum(1, keepdim=True)  # = sum_k z * m_k
         ce, _ = seg_ce(SegOutput(logits=masked, features=out.features), batch["mask"], self.ignore_index)
         diversity = dice_diversity(masks)
-        loss = ce + self.params.diversity_weight * diversity  # type: ignore[attr-defined]
+        loss = ce + self.params.diversity_weight * diversity
         return {"loss": loss, "ce": ce.detach(), "diversity": diversity.detach()}
 
 
