@@ -96,6 +96,40 @@ def test_quick_benchmark_shares_the_teacher_and_pairs_by_seed(tmp_path: Path) ->
     assert iters >= 2 and matched["seeds"] == [0] and "vs_control" in matched
 
 
+@pytest.mark.skipif(
+    not (CAMVID / "train").is_dir(), reason=f"CamVid not found at {CAMVID} (../shared/data/camvid)"
+)
+def test_a_methods_own_stage_runs_once_on_the_teacher_and_feeds_its_losses(tmp_path: Path) -> None:
+    """MasKD's receptive tokens: trained once on the shared teacher, read by every seed's student."""
+    out = tmp_path / "kd"
+    argv = ["kd-bench", str(RECIPE), "--quick", "--out", str(out), "--seeds", "2", "--methods", "maskd",
+            "--protocols", "finetune", f"data.root={CAMVID}"]  # fmt: skip
+    assert main(argv) == 0
+    tokens = out / "maskd_stage" / "last.pth"
+    stage = torch.load(tokens, map_location="cpu", weights_only=True)
+    assert str(out / "teacher" / "last.pth") in json.dumps(
+        stage["meta"]["config"]
+    )  # started from the teacher
+    assert not list(out.glob("seed*/maskd_stage"))
+    for seed in (0, 1):
+        meta = torch.load(out / f"seed{seed}/finetune/maskd/last.pth", map_location="cpu", weights_only=True)
+        (loss,) = meta["meta"]["config"]["method"]["kd_losses"]
+        assert (loss["name"], loss["tokens"]) == ("maskd", str(tokens))
+    summary = json.loads((out / "report" / "report.json").read_text())
+    assert math.isfinite(summary["protocols"]["finetune"]["rows"]["maskd"]["mIoU"])
+
+
+def test_method_stages_must_name_a_method_and_its_option(tmp_path: Path) -> None:
+    bad = tmp_path / "r.yaml"
+    base = "student: a.yaml\nteacher: b.yaml\nmethods: {kd: c.yaml}\nprotocols: {finetune: [kd]}\n"
+    bad.write_text(base + "method_stages: {nope: {config: t.yaml, fills: tokens}}\n")
+    with pytest.raises(ConfigError, match="method_stages.nope: no such method"):
+        load_bench_recipe(bad)
+    bad.write_text(base + "method_stages: {kd: {config: t.yaml}}\n")
+    with pytest.raises(ConfigError, match=r"method_stages.kd: expected \{config"):
+        load_bench_recipe(bad)
+
+
 def test_unknown_methods_and_seed_counts_are_refused_before_training(tmp_path: Path, capsys) -> None:
     argv = ["kd-bench", str(RECIPE), "--out", str(tmp_path / "kd")]
     assert main([*argv, "--methods", "kd,nope"]) == 2

@@ -48,7 +48,21 @@ TIME_MATCHED = "control_time_"
 LAD = "lad"  # the method name of the LAD student (its teacher is the recipe's LAD teacher)
 #: the thin classes a CamVid report names (looked up by name; absent names are skipped)
 THIN_CLASSES = ("pole", "sign", "pedestrian", "bicyclist")
-_RECIPE_KEYS = {"student", "teacher", "lad_teacher", "self_distill", "methods", "protocols", "profiles"}
+_RECIPE_KEYS = {
+    "student", "teacher", "lad_teacher", "self_distill", "methods", "method_stages", "protocols", "profiles",
+}  # fmt: skip
+#: the folder of a method's own stage on the shared teacher (``out/<method>_stage``)
+METHOD_STAGE = "{}_stage"
+
+
+@dataclass
+class MethodStage:
+    """A stage a method trains once on the shared teacher before its students (MasKD's receptive
+    tokens): ``config`` starts from the teacher's ``last.pth``; its ``last.pth`` fills the option
+    ``fills`` of every ``kd_losses`` entry of the method's config that has that option."""
+
+    config: Path
+    fills: str
 
 
 @dataclass
@@ -61,6 +75,7 @@ class BenchRecipe:
     protocols: dict[str, list[str]]
     self_distill: Path | None = None
     lad_teacher: Path | None = None
+    method_stages: dict[str, MethodStage] = field(default_factory=dict)
     profiles: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def overrides(self, profile: str, kind: str) -> list[str]:
@@ -91,6 +106,15 @@ def load_bench_recipe(path: str | Path) -> BenchRecipe:
             raise ConfigError(f"{path}: protocols.{proto} lists {missing}, which methods does not define")
     if LAD in methods and not raw.get("lad_teacher"):
         raise ConfigError(f"{path}: method {LAD!r} needs lad_teacher (the LAD teacher's config)")
+    method_stages = {}
+    for name, spec in (raw.get("method_stages") or {}).items():
+        if name not in methods:
+            raise ConfigError(f"{path}: method_stages.{name}: no such method in methods")
+        if not isinstance(spec, dict) or set(spec) != {"config", "fills"}:
+            raise ConfigError(
+                f"{path}: method_stages.{name}: expected {{config: <yaml>, fills: <loss option>}}"
+            )
+        method_stages[name] = MethodStage(here / spec["config"], str(spec["fills"]))
     return BenchRecipe(
         student=here / raw["student"],
         teacher=here / raw["teacher"],
@@ -98,6 +122,7 @@ def load_bench_recipe(path: str | Path) -> BenchRecipe:
         protocols=protocols,
         self_distill=here / raw["self_distill"] if raw.get("self_distill") else None,
         lad_teacher=here / raw["lad_teacher"] if raw.get("lad_teacher") else None,
+        method_stages=method_stages,
         profiles={
             name: {k: list(v) for k, v in (p or {}).items()}
             for name, p in (raw.get("profiles") or {}).items()
@@ -158,7 +183,36 @@ class Bench:
             ]
             return self._load(self.recipe.self_distill, overrides, kind)
         teacher = self.out / ("lad_teacher" if row == LAD else "teacher") / "last.pth"
-        return self._load(self.recipe.methods[row], [*overrides, f"teacher.checkpoint={teacher}"], kind)
+        overrides.append(f"teacher.checkpoint={teacher}")
+        if row in self.recipe.method_stages:
+            overrides.append(self._filled_losses(row))
+        return self._load(self.recipe.methods[row], overrides, kind)
+
+    def method_stage_config(self, method: str) -> Config:
+        """``method``'s own stage on the shared teacher (seed 0, ``out/<method>_stage``)."""
+        stage = self.recipe.method_stages[method]
+        return load_config(
+            stage.config,
+            [
+                f"run.work_dir={self.out / METHOD_STAGE.format(method)}",
+                "run.seed=0",
+                f"train.init_checkpoint={self.out / 'teacher' / 'last.pth'}",
+                *self.recipe.overrides(self.profile, "method_stage"),
+                *self.extra,
+            ],
+        )
+
+    def _filled_losses(self, method: str) -> str:
+        """The override that points the method's losses at its stage's ``last.pth``."""
+        stage = self.recipe.method_stages[method]
+        entries = [
+            dict(e) for e in load_config(self.recipe.methods[method]).method_params.get("kd_losses") or []
+        ]
+        filled = str(self.out / METHOD_STAGE.format(method) / "last.pth")
+        if not any(stage.fills in e for e in entries):
+            raise ConfigError(f"method {method!r}: none of its kd_losses has the option {stage.fills!r}")
+        entries = [{**e, stage.fills: filled} if stage.fills in e else e for e in entries]
+        return f"method.kd_losses={json.dumps(entries)}"
 
     def _load(self, path: Path, overrides: list[str], kind: str, last: list[str] | None = None) -> Config:
         # the user's overrides after the profile's, so a user can change a schedule
@@ -195,11 +249,18 @@ class Bench:
         return stages
 
     # ----------------------------------------------------------------- running
-    def run_teachers(self, need_lad: bool) -> None:
-        """Train the shared teacher(s); a finished one is reused."""
+    def run_teachers(self, need_lad: bool, methods: list[str] | None = None) -> None:
+        """Train the shared teacher(s), then the stages ``methods`` train on it once; finished ones are reused."""
         self._train("teacher (shared by every seed and method)", self.teacher_config(), self.out / "teacher")
         if need_lad:
             self._train("LAD teacher (shared)", self.teacher_config(lad=True), self.out / "lad_teacher")
+        for method in methods or []:
+            if method in self.recipe.method_stages:
+                self._train(
+                    f"{method}: its stage on the teacher (shared by every seed)",
+                    self.method_stage_config(method),
+                    self.out / METHOD_STAGE.format(method),
+                )
 
     def run_seed(self, seed: int, stages: list[str]) -> None:
         for stage in stages:
@@ -403,7 +464,7 @@ def run_bench(
     if train_stages:
         stages = bench.stages(protocols, methods, time_matched)
         need_lad = any(s.endswith("/" + LAD) for s in stages)
-        bench.run_teachers(need_lad)
+        bench.run_teachers(need_lad, sorted({s.rsplit("/", 1)[-1] for s in stages}))
         for seed in seeds:
             bench.run_seed(seed, stages)
     summary = summarize(bench, seeds, protocols, time_matched)

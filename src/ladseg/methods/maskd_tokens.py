@@ -42,6 +42,19 @@ class MaskdTokensParams(MethodParams):
     init_std: float = 0.01
     diversity_weight: float = 1.0
 
+    def check_config(self, key: str) -> None:
+        """Called where the config is read, so --dry-run refuses these too."""
+        if self.aux_weight:
+            raise ConfigError(
+                f"config key '{key}.aux_weight': maskd_tokens trains no head (the frozen network's auxiliary CE "
+                f"has no gradient into the tokens); leave it 0, got {self.aux_weight}"
+            )
+        if self.num_tokens < 1 or not self.init_std > 0:
+            raise ConfigError(
+                f"config key '{key}': maskd_tokens needs num_tokens >= 1 and init_std > 0; got "
+                f"{self.num_tokens}, {self.init_std}"
+            )
+
 
 @METHODS.register("maskd_tokens")
 class MaskdTokens(Method[MaskdTokensParams]):
@@ -57,16 +70,7 @@ class MaskdTokens(Method[MaskdTokensParams]):
         ignore_index: int = IGNORE_INDEX,
     ) -> None:
         super().__init__(student, params, num_classes, ignore_index)
-        if params.aux_weight:
-            raise ConfigError(
-                "method.aux_weight: maskd_tokens trains no head (the frozen network's auxiliary CE has no "
-                f"gradient into the tokens); leave it 0, got {params.aux_weight}"
-            )
-        if params.num_tokens < 1 or not params.init_std > 0 or params.diversity_weight < 0:
-            raise ConfigError(
-                "method: maskd_tokens needs num_tokens >= 1, init_std > 0 and diversity_weight >= 0; got "
-                f"{params.num_tokens}, {params.init_std}, {params.diversity_weight}"
-            )
+        params.check_config("method")  # also for parameters built in code, not read from a config
         student.requires_grad_(False)
         student.eval()
         ref = next(student.parameters())
