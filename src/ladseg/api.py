@@ -142,9 +142,11 @@ def load(
     loaded = load_network(checkpoint, backend, resolve_device(device))
     model, meta = loaded.network, loaded.meta
     if model.in_channels != 3:
+        from ladseg.models.convert import image_only_hint
+
         raise CheckpointError(
             f"{checkpoint} reads {model.in_channels} input channels (a LAD teacher also reads labels); "
-            "predict needs an image-only model such as a distilled student"
+            f"predict needs an image-only model such as a distilled student: {image_only_hint(checkpoint)}"
         )
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     saved_eval = config.get("eval") if isinstance(config.get("eval"), dict) else {}

@@ -15,3 +15,8 @@ class ConfigError(LadsegError):
 
 class CheckpointError(LadsegError):
     """A checkpoint or weights file that does not fit the model, or is unsafe to load."""
+
+
+class PaletteMismatch(DatasetError):
+    """A palette ('P') label whose colours disagree with the palette the dataset declares: its ids
+    would be read as other classes (``ladseg check-data`` lists such files as ``palette``)."""

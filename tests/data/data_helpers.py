@@ -15,13 +15,19 @@ def write_image(path: Path, h: int = 12, w: int = 16, seed: int = 0, fmt: str | 
     return rgb
 
 
-def write_label(path: Path, ids: np.ndarray, palette: bool = False, mode: str = "L") -> None:
-    """Save ids as an 8-bit 'L' PNG, or as a palette 'P' PNG (the VOC format)."""
+def write_label(
+    path: Path, ids: np.ndarray, palette: bool = False, mode: str = "L", colours: np.ndarray | None = None
+) -> None:
+    """Save ids as an 8-bit 'L' PNG, or as a palette 'P' PNG (the VOC format): random colours, or
+    ``colours`` (K x 3) for the first K ids (a dataset that declares its palette checks them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     ids = np.asarray(ids, dtype=np.uint8)
     if palette:
         img = Image.frombytes("P", (ids.shape[1], ids.shape[0]), ids.tobytes())
-        img.putpalette(np.random.default_rng(1).integers(0, 256, 768, dtype=np.uint8).tobytes())
+        table = np.random.default_rng(1).integers(0, 256, (256, 3), dtype=np.uint8)
+        if colours is not None:
+            table[: len(colours)] = colours
+        img.putpalette(table.tobytes())
     else:
         img = Image.fromarray(ids).convert(mode)
     img.save(path)

@@ -168,7 +168,13 @@ def make_folder(root: Path, n: int = 2, palette: bool = False) -> Path:
         (root / "palette.txt").write_text("1 2 3\n4 5 6\n7 8 9\n")
     for i in range(n):
         write_image(root / "images" / "train" / f"im{i}.png", seed=i)
-        write_label(root / "masks" / "train" / f"im{i}.png", id_grid([0, 1, 2, 255]), palette=i % 2 == 1)
+        colours = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]]) if palette else None  # as palette.txt declares
+        write_label(
+            root / "masks" / "train" / f"im{i}.png",
+            id_grid([0, 1, 2, 255]),
+            palette=i % 2 == 1,
+            colours=colours,
+        )
     return root
 
 

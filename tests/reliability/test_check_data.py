@@ -14,6 +14,7 @@ from tiny_data import CLASSES
 from ladseg.cli import main
 from ladseg.data import build_dataset
 from ladseg.data.check import scan_dataset
+from ladseg.errors import DatasetError
 
 
 def expected_pixels(root: Path, splits: tuple[str, ...]) -> tuple[list[int], int]:
@@ -106,3 +107,47 @@ def test_layout_error_is_a_user_error(tmp_path: Path, capsys) -> None:
     assert main(["check-data", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "ladseg check-data: error: missing dataset root folder" in err and "Traceback" not in err
+
+
+def palette_masks(root: Path, reorder: str | None = None) -> dict[Path, np.ndarray]:
+    """Declare the class colours in palette.txt and save every mask as a palette image with them; the
+    mask ``reorder`` is re-saved as an editor may: classes 1 and 2 swap indices and palette entries
+    (it looks the same, but id 1 now means 'blue'). Returns each mask's class ids."""
+    from tiny_data import COLORS
+
+    (root / "palette.txt").write_text("\n".join(" ".join(map(str, c)) for c in COLORS) + "\n")
+    truth = {}
+    for path in sorted((root / "masks").glob("*/*.png")):
+        truth[path] = ids = np.array(Image.open(path))
+        colours = COLORS
+        if path.relative_to(root / "masks").as_posix() == reorder:
+            ids = np.where(ids == 1, 2, np.where(ids == 2, 1, ids)).astype(np.uint8)
+            colours = COLORS[[0, 2, 1]]
+        mask = Image.frombytes("P", (ids.shape[1], ids.shape[0]), ids.tobytes())
+        mask.putpalette(
+            colours.flatten().tolist() + [255] * (256 * 3 - colours.size)
+        )  # 256 entries: 255 stays
+        mask.save(path)
+    return truth
+
+
+def test_a_palette_mask_in_another_order_is_named(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    truth = palette_masks(tiny_root, reorder="val/001.png")
+    bad = tiny_root / "masks" / "val" / "001.png"
+    assert Image.open(bad).mode == "P"
+    train = build_dataset("folder", tiny_root, "train")  # agreeing palette masks are read as their ids
+    for i, sample in enumerate(train.samples):
+        np.testing.assert_array_equal(train[i]["mask"], truth[sample.mask])
+    val = build_dataset("folder", tiny_root, "val")
+    val[0]
+    with pytest.raises(DatasetError, match=rf"label {bad} is a palette image whose colours disagree .* id 1 is "
+                       r"\(40, 40, 220\) in the file but \(220, 40, 40\) in palette\.txt \(and 1 more"):  # fmt: skip
+        val[1]
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run")
+    assert main(["check-data", str(cfg)]) == 1
+    out = capsys.readouterr().out
+    assert f"[palette] label {bad} is a palette image whose colours disagree" in out
+    assert out.count("[palette]") == 1
+    (tiny_root / "palette.txt").unlink()  # nothing declared: a palette mask is its index plane
+    assert build_dataset("folder", tiny_root, "val")[1]["mask"].max() == 255
+    assert main(["check-data", str(cfg)]) == 0

@@ -174,3 +174,27 @@ def test_bad_files_are_listed_after_every_good_one_is_done(ckpt: Path, tmp_path:
         f"cannot read image {images / '1.png'}" in err and f"cannot read image {images / 'notes.jpg'}" in err
     )
     assert "5/5" in err  # the progress bar went through the whole folder
+
+
+def test_broken_links_in_the_input_folder_are_listed(ckpt: Path, tmp_path: Path, capsys) -> None:
+    images = tmp_path / "in"
+    images.mkdir()
+    photo(images / "good.png")
+    (images / "loop.png").symlink_to(images / "loop.png")
+    (images / "gone.jpg").symlink_to(tmp_path / "elsewhere.jpg")
+    assert predict(ckpt, images, tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert "2 of 3 images could not be read:" in err
+    assert f"cannot read image {images / 'loop.png'}: it is a symbolic link loop" in err
+    assert (
+        f"cannot read image {images / 'gone.jpg'}: it is a dangling symbolic link to {tmp_path / 'elsewhere.jpg'}"
+        in err
+    )
+    assert (tmp_path / "out" / "good.png").is_file()
+
+
+def test_a_link_loop_as_input_is_called_a_loop(ckpt: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    message = cli_error(["predict", "--checkpoint", str(ckpt), "--input", str(tmp_path / "loop"),
+                         "--output", str(tmp_path / "out")], capsys)  # fmt: skip
+    assert message == f"--input {tmp_path / 'loop'} is a symbolic link loop"

@@ -109,3 +109,81 @@ def test_a_bad_pixel_limit_is_a_config_error(tmp_path: Path, pixel_limit) -> Non
     pixel_limit(env="lots")
     with pytest.raises(ConfigError, match=f"{PIXEL_LIMIT_ENV}='lots': expected a number of pixels"):
         read_image(tmp_path / "x.png")
+
+
+def test_a_float_tiff_in_0_1_with_an_overshoot_is_not_black(tmp_path: Path) -> None:
+    """One pixel at 1.01 made the image read as 0..255 (black); it widens the 0..1 range instead."""
+    values = np.linspace(0, 1, 16 * 16, dtype=np.float32).reshape(16, 16)
+    values[0, 0] = 1.01
+    Image.fromarray(values).save(tmp_path / "f.tif")
+    assert Image.open(tmp_path / "f.tif").mode == "F"
+    rgb = read_image(tmp_path / "f.tif")
+    expected = np.round(values.astype(np.float64) * 255 / 1.01).astype(np.uint8)
+    assert rgb.shape == (16, 16, 3) and np.abs(rgb[..., 0].astype(int) - expected).max() <= 1
+    assert rgb.mean() > 100  # mid-grey on average, not black
+    plain = values.copy()
+    plain[0, 0] = 0.5  # within 0..1 it is read as before: * 255
+    Image.fromarray(plain).save(tmp_path / "g.tif")
+    np.testing.assert_array_equal(
+        read_image(tmp_path / "g.tif")[..., 1], np.round(plain * 255.0).astype(np.uint8)
+    )
+
+
+@pytest.mark.parametrize("top", [1.0, 255.0])
+def test_a_float_rgb_tiff_is_read_with_its_colours(tmp_path: Path, top: float) -> None:
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    values = (rng.random((12, 10, 3)) * top).astype(np.float32)
+    values[0, 0] = (top, 0, 0)  # the full range is used
+    tifffile.imwrite(tmp_path / "rgb.tif", values, photometric="rgb")
+    rgb = read_image(tmp_path / "rgb.tif")
+    assert rgb.shape == (12, 10, 3)
+    expected = np.round(values.astype(np.float64) * 255.0 / top).astype(np.uint8)
+    assert np.abs(rgb.astype(int) - expected).max() <= 1
+    assert tuple(rgb[0, 0]) == (255, 0, 0)
+
+
+def test_a_float_image_with_nan_is_refused_in_one_line(tmp_path: Path) -> None:
+    values = np.full((8, 8), 0.5, dtype=np.float32)
+    values[2, 2] = np.nan
+    Image.fromarray(values).save(tmp_path / "nan.tif")
+    with pytest.raises(DatasetError, match=r"nan\.tif holds 1 NaN or infinite value"):
+        read_image(tmp_path / "nan.tif")
+
+
+def _animated(path: Path) -> Path:
+    frames = [Image.fromarray(np.full((8, 8, 3), v, np.uint8)) for v in (30, 200, 90)]
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    return path
+
+
+@pytest.mark.parametrize("name", ["anim.gif", "anim.png", "pages.tif"])
+def test_an_animated_image_says_its_first_frame_is_used(tmp_path: Path, capsys, name: str) -> None:
+    path = _animated(tmp_path / name)
+    assert Image.open(path).n_frames == 3
+    rgb = read_image(path)
+    assert abs(int(rgb.mean()) - 30) <= 2  # the first frame
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"warning: image {path} has 3 frames (animated or multi-page); its first frame is used"]
+    read_image(path)  # said once per file
+    assert capsys.readouterr().err == ""
+
+
+def test_broken_links_in_a_dataset_folder_are_reported(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    images = tiny_root / "images" / "train"
+    (images / "loop.png").symlink_to(images / "loop.png")
+    (images / "gone.png").symlink_to(tmp_path / "moved-away.png")
+    with pytest.raises(DatasetError, match=r"gone\.png|loop\.png") as caught:
+        build_dataset("folder", tiny_root, "train")
+    assert "dangling symbolic link" in str(caught.value) or "symbolic link loop" in str(caught.value)
+    cfg = write_config(tmp_path / "c.yaml", tiny_root, tmp_path / "run")
+    from ladseg.cli import main
+
+    assert main(["check-data", str(cfg), "--split", "train"]) == 1
+    out = capsys.readouterr().out
+    assert f"missing image (a symbolic link loop): {images / 'loop.png'}" in out
+    assert (
+        f"missing image (a dangling symbolic link to {tmp_path / 'moved-away.png'}): {images / 'gone.png'}"
+        in out
+    )

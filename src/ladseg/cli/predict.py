@@ -6,7 +6,8 @@ colour map when it has none), and the evaluation settings of its training run (`
 window, scales, ``data.resize_ratio``), which predict follows unless told otherwise, so a mask
 matches what ``ladseg eval`` scored.
 
-Every readable image is processed: an unreadable one is listed at the end (exit status 1).
+Every readable image is processed: an unreadable one (a symbolic link loop or a dangling link
+included) is listed at the end (exit status 1).
 Masks have the size of the image as displayed (EXIF orientation applied). Output names never
 collide within a run: ``x.jpg`` and ``x.png`` in one folder give ``x_jpg.png`` and ``x_png.png``.
 Nor across runs: an output folder that already holds one of this run's output names (an earlier
@@ -60,13 +61,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def list_images(path: Path) -> list[Path]:
+    """The images of ``--input``: the file itself, or a folder's image files. A symbolic link loop or a
+    dangling link among them is kept, so that it is listed as unreadable (why) instead of skipped
+    silently; ``--input`` itself being one is said as such, not "no such file"."""
+    from ladseg.data.images import broken_link
     from ladseg.errors import DatasetError
 
+    problem = broken_link(path)
+    if problem:
+        raise DatasetError(f"--input {path} is {problem}")
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise DatasetError(f"--input {path}: no such file or folder")
-    images = sorted(p for p in path.iterdir() if p.suffix.lower() in PREDICT_EXTENSIONS and p.is_file())
+    images = sorted(
+        p
+        for p in path.iterdir()
+        if p.suffix.lower() in PREDICT_EXTENSIONS and (p.is_file() or broken_link(p))
+    )
     if not images:
         raise DatasetError(f"--input {path}: no images ({', '.join(PREDICT_EXTENSIONS)}) in this folder")
     return images

@@ -30,7 +30,15 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ladseg.data.classes import IGNORE_INDEX, identity_table
-from ladseg.data.images import PIXEL_LIMIT_ENV, colorize, map_label, read_image, read_png_label, to_rgb8
+from ladseg.data.images import (
+    PIXEL_LIMIT_ENV,
+    broken_link,
+    colorize,
+    map_label,
+    read_image,
+    read_png_label,
+    to_rgb8,
+)
 from ladseg.errors import ConfigError, DatasetError
 from ladseg.registry import Registry
 
@@ -90,6 +98,8 @@ class SegDataset(Dataset):
 
     classes: tuple[str, ...] = ()
     palette: np.ndarray = np.zeros((0, 3), dtype=np.uint8)
+    #: the colours the dataset's files declare (a folder's ``palette.txt``): palette labels must agree
+    declared_palette: np.ndarray | None = None
     ignore_index: int = IGNORE_INDEX
     layout: str = ""
     splits: dict[str, str] = {}
@@ -120,7 +130,7 @@ class SegDataset(Dataset):
         return identity_table(self.num_classes)
 
     def read_label(self, path: Path) -> np.ndarray:
-        return read_png_label(path)
+        return read_png_label(path, self.declared_palette)
 
     # --- shared behaviour -----------------------------------------------------------------------
     @property
@@ -145,6 +155,9 @@ class SegDataset(Dataset):
         and skipped inside :func:`collect_missing_files`."""
         if path.exists():
             return True
+        problem = broken_link(path)
+        if problem:  # say why it cannot be read: not "missing" alone
+            what = f"{what} ({problem})"
         collected = _MISSING.get()
         if collected is None:
             self.missing(path, what)
@@ -163,19 +176,24 @@ class SegDataset(Dataset):
         """Pair every image in ``image_dir`` (recursively matching ``pattern``) with its mask.
 
         The mask of ``<dir>/<stem><image_suffix>.<ext>`` is ``<mask_dir>/<dir>/<stem><mask_suffix>``;
-        an image without a mask is an error, not a silent skip.
+        an image without a mask is an error, not a silent skip, and so is an image name that is a
+        symbolic link loop or a dangling link.
         """
         self.require(image_dir, "image folder")
         self.require(mask_dir, "label folder")
         samples = []
         for image in sorted(image_dir.glob(pattern)):
-            if image.suffix.lower() not in IMAGE_EXTENSIONS or not image.is_file():
+            if image.suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
             stem = image.stem
             if image_suffix:
                 if not stem.endswith(image_suffix):
                     continue
                 stem = stem[: -len(image_suffix)]
+            if not image.is_file():  # a folder, or a symbolic link loop / dangling link: that is reported
+                if broken_link(image):
+                    self.has_item_file(image, "image")  # raises, or records it for check-data
+                continue
             rel = image.parent.relative_to(image_dir)
             mask = mask_dir / rel / f"{stem}{mask_suffix}"
             if not self.has_item_file(mask, f"label of image {image}"):

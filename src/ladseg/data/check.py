@@ -19,14 +19,15 @@ from tqdm import tqdm
 
 from ladseg.data.base import SegDataset
 from ladseg.data.classes import IGNORE_INDEX
-from ladseg.errors import DatasetError
+from ladseg.errors import DatasetError, PaletteMismatch
 
 MAX_IDS_SHOWN = 20
 
 
 @dataclass
 class BadFile:
-    """One problem with one file: ``kind`` is ``unreadable``, ``size`` or ``ids``."""
+    """One problem with one file: ``kind`` is ``unreadable``, ``size``, ``ids`` or ``palette`` (a palette
+    label whose colours disagree with the dataset's ``palette.txt``)."""
 
     path: str
     kind: str
@@ -107,7 +108,8 @@ def scan_item(dataset: SegDataset, index: int) -> ItemScan:
         if raw.ndim != 2:
             raise DatasetError(f"label {sample.mask} has shape {raw.shape}; expected a 2-D H x W id map")
     except DatasetError as exc:
-        out.bad.append(BadFile(str(sample.mask), "unreadable", str(exc)))
+        kind = "palette" if isinstance(exc, PaletteMismatch) else "unreadable"
+        out.bad.append(BadFile(str(sample.mask), kind, str(exc)))
         raw = None
     if raw is None:
         return out

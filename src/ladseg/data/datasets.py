@@ -204,7 +204,9 @@ class FolderDataset(SegDataset):
     """A generic dataset: any split folder, masks hold class ids directly (255 = ignore).
 
     ``classes.txt`` names the classes, one a line, in id order; the optional ``palette.txt``
-    gives one ``R G B`` line per class (otherwise the VOC colour map is used).
+    gives one ``R G B`` line per class (otherwise the VOC colour map is used). Masks saved as palette
+    images are read as their indices; with a ``palette.txt``, a mask whose palette gives an id another
+    colour is refused (a tool reordered it: its ids would mean other classes).
     """
 
     layout = """<root>/
@@ -218,6 +220,8 @@ class FolderDataset(SegDataset):
         if not self.root.is_dir():  # say the root is missing, not merely its classes.txt
             self.missing(self.root, "dataset root folder")
         self.classes, self.palette = read_class_files(self.root, self.layout)
+        if (self.root / "palette.txt").is_file():  # declared: palette masks must give their ids these colours
+            self.declared_palette = self.palette
         super().__init__(root, split, transform)
 
     def _scan(self) -> list[Sample]:

@@ -224,7 +224,12 @@ def check_model_spec(model: nn.Module, spec: dict[str, Any] | None, source: str 
     if spec is not None and model_spec is not None:
         diff = _spec_diff(spec, model_spec)
         if diff:
-            raise CheckpointError(f"{source} was saved for another model: " + "; ".join(diff))
+            hint = ""
+            if int(spec.get("in_channels", 3) or 3) > 3 and model_spec.get("in_channels") == 3:
+                from ladseg.models.convert import image_only_hint
+
+                hint = f"; for {image_only_hint(source.split(' (')[0])}"
+            raise CheckpointError(f"{source} was saved for another model: " + "; ".join(diff) + hint)
 
 
 COMPILED_PREFIX = "_orig_mod."

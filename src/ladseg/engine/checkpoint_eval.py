@@ -27,6 +27,7 @@ from ladseg.engine.metrics import SegMetrics
 from ladseg.errors import CheckpointError
 from ladseg.methods.base import MethodParams
 from ladseg.methods.label_encoding import reconcile_encoding
+from ladseg.models.convert import image_only_hint
 from ladseg.models.segmentor import Segmentor
 from ladseg.notes import note
 
@@ -87,7 +88,8 @@ def evaluate_checkpoint(
     if model.in_channels > 3 and not cls.label_input:
         raise CheckpointError(
             f"{checkpoint} reads {model.in_channels} input channels (image + trained label channels: a LAD "
-            f"teacher) but method {cfg.method_name!r} feeds the image only; evaluate it with its lad_teacher config"
+            f"teacher) but method {cfg.method_name!r} feeds the image only; evaluate it with its lad_teacher "
+            f"config, or, for {image_only_hint(checkpoint)}"
         )
     if not cls.needs_teacher:  # e.g. a LAD teacher reads label channels too
         params: MethodParams = cls.parse_params({**dataclasses.asdict(cfg.method), **(method_params or {})})

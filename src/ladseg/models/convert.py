@@ -24,12 +24,48 @@ from ladseg.models.weights import (
     check_state_dict,
     dead_input_channels,
     drop_dead_input_channels,
+    first_conv_key,
     read_weights_file,
     unwrap_state_dict,
 )
 
 REFERENCE_NORMALIZE = "reference_bgr"
 _FIRST_CONV = "pretrained.conv1.weight"
+
+#: the way out named by every refusal of a network with more than 3 input channels
+IMAGE_ONLY_HINT = (
+    "a reference (CIRKD/LAD) student, which the reference code runs with a zero 4th channel, imports as "
+    "an image-only model with `ladseg convert --image-only {source} OUTPUT.pth` (exact: a zero channel "
+    "contributes nothing)"
+)
+
+
+def image_only_hint(source: object = "SOURCE.pth") -> str:
+    """:data:`IMAGE_ONLY_HINT` naming ``source``: refusals of a 4-channel network end with it."""
+    return IMAGE_ONLY_HINT.format(source=source)
+
+
+def to_image_only(model: Segmentor) -> tuple[Segmentor, int]:
+    """``model`` as the 3-channel network it is when its extra input channels are fed zeros.
+
+    The reference code saves its LAD students with a 4-channel first conv and runs them with a zero
+    4th channel (its ``eval.py``); a channel that is always zero adds nothing to the convolution, so
+    keeping the first conv's weights of the 3 image channels gives exactly the same logits.
+    Returns ``(model, channels dropped)``; a 3-channel ``model`` comes back unchanged with 0.
+    """
+    extra = int(model.in_channels) - 3
+    if extra <= 0:
+        return model, 0
+    key = first_conv_key(model)
+    if key is None:
+        raise CheckpointError(
+            f"cannot find the first convolution of {model.spec['name']} to drop its extra channels"
+        )
+    state = model.state_dict()
+    state[key] = state[key][:, :3].clone()
+    image_only = build_model(**{**model.spec, "in_channels": 3})
+    image_only.load_state_dict(state, strict=True)
+    return image_only.train(model.training), extra
 
 
 def _sub(template: str, shift: int = 0) -> Callable[[re.Match[str]], str]:
@@ -136,13 +172,17 @@ def detect_reference_spec(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
     }
 
 
-def convert_reference_checkpoint(state_dict: Mapping[str, Tensor]) -> tuple[Segmentor, dict[str, Any]]:
+def convert_reference_checkpoint(
+    state_dict: Mapping[str, Tensor], image_only: bool = False
+) -> tuple[Segmentor, dict[str, Any]]:
     """Build the matching ladseg model and load the reference weights into it (strictly).
 
     Returns ``(model, meta)`` with ``meta = {"spec", "normalize": "reference_bgr", "source_format"}``.
-    The reference saves students with a 4-channel first conv too (the 4th channel always zero): such a
-    dead channel is dropped (exact, it only ever saw zeros), so a student imports as the 3-channel,
-    image-only network it is; ``meta["dropped_input_channels"]`` says so.
+    The reference saves students with a 4-channel first conv too: a dead (all-zero) 4th channel is
+    always dropped (exact, it only ever saw zeros). A student whose 4th-channel weights are not zero
+    (it is still run with a zero channel) is imported as image-only with ``image_only=True`` (see
+    :func:`to_image_only`); a LAD teacher, which reads its label there, must not be.
+    ``meta["dropped_input_channels"]`` says how many channels were dropped.
     """
     state_dict = unwrap_state_dict(dict(state_dict), source="reference checkpoint")
     conv1 = state_dict.get(_FIRST_CONV)
@@ -155,14 +195,18 @@ def convert_reference_checkpoint(state_dict: Mapping[str, Tensor]) -> tuple[Segm
     renamed = {rename_reference_key(k): v for k, v in state_dict.items()}
     check_state_dict(model, renamed, what=f"reference {spec['name']}-{spec['backbone']} weights")
     model.load_state_dict(renamed, strict=True)
+    if image_only:
+        model, extra = to_image_only(model)
+        dropped += extra
     meta = {"spec": model.spec, "normalize": REFERENCE_NORMALIZE, "source_format": "cirkd"}
     if dropped:
         meta["dropped_input_channels"] = dropped
     return model, meta
 
 
-def load_reference_checkpoint(path: str | Path) -> Segmentor:
-    """Read a reference ``.pth`` safely and return the converted model (``model.meta`` holds the meta)."""
-    model, meta = convert_reference_checkpoint(read_weights_file(path))
+def load_reference_checkpoint(path: str | Path, image_only: bool = False) -> Segmentor:
+    """Read a reference ``.pth`` safely and return the converted model (``model.meta`` holds the meta);
+    ``image_only``: see :func:`convert_reference_checkpoint`."""
+    model, meta = convert_reference_checkpoint(read_weights_file(path), image_only=image_only)
     model.meta = {**meta, "source": str(path)}
     return model
