@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from ladseg.notes import LOGGER, note
+from ladseg.notes import LOGGER, note, warn
 
 
 def test_a_note_is_a_plain_line_on_the_current_stdout(capsys: pytest.CaptureFixture[str]) -> None:
@@ -29,3 +29,9 @@ def test_an_api_user_can_silence_or_redirect_notes(capsys: pytest.CaptureFixture
     finally:
         LOGGER.setLevel(level)
         LOGGER.handlers = handlers
+
+
+def test_a_warning_goes_to_the_current_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    warn("warning: image a.gif has 3 frames")
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", "warning: image a.gif has 3 frames\n")

@@ -2,7 +2,8 @@
 
 They go through ``logging.getLogger("ladseg")`` at INFO, so an API user can silence them
 (``logging.getLogger("ladseg").setLevel(logging.WARNING)``) or redirect them (replace the handler).
-By default they are printed as plain lines on the current ``sys.stdout``, as the CLI shows them.
+By default notes are printed as plain lines on the current ``sys.stdout`` and warnings on
+``sys.stderr``, as the CLI shows them.
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ import sys
 LOGGER = logging.getLogger("ladseg")
 
 
-class _CurrentStdout(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stdout`` is at the time (a redirected or captured stream included)."""
+class _CurrentStream(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stdout`` / ``sys.stderr`` is at the time (a captured stream included)."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
+        self.name_of_stream = name
         super().__init__()
         self.setFormatter(logging.Formatter("%(message)s"))
 
     @property  # type: ignore[override]
     def stream(self):  # noqa: ANN201 (the handler's stream protocol)
-        return sys.stdout
+        return getattr(sys, self.name_of_stream)
 
     @stream.setter
     def stream(self, value: object) -> None:  # the base class assigns it once; ignored
@@ -30,11 +32,21 @@ class _CurrentStdout(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 if not LOGGER.handlers:
-    LOGGER.addHandler(_CurrentStdout())
+    notes = _CurrentStream("stdout")
+    notes.addFilter(lambda record: record.levelno < logging.WARNING)
+    warnings = _CurrentStream("stderr")
+    warnings.setLevel(logging.WARNING)
+    LOGGER.addHandler(notes)
+    LOGGER.addHandler(warnings)
     LOGGER.setLevel(logging.INFO)
     LOGGER.propagate = False
 
 
 def note(message: str) -> None:
-    """Tell the user something they should know but that is not an error."""
+    """Tell the user something they should know but that is not an error (stdout)."""
     LOGGER.info(message)
+
+
+def warn(message: str) -> None:
+    """Tell the user that something was read or done differently from what they may expect (stderr)."""
+    LOGGER.warning(message)

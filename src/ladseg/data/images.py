@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ladseg.data.classes import IGNORE_COLOR, IGNORE_INDEX
 from ladseg.errors import ConfigError, DatasetError, PaletteMismatch
+from ladseg.notes import warn
 
 #: environment variable: the largest image (in pixels) read; 0 = no limit (default: Pillow's ~89 M)
 PIXEL_LIMIT_ENV = "LADSEG_MAX_IMAGE_PIXELS"
@@ -144,8 +144,7 @@ def note_first_frame(frames: int, path: Path) -> None:
     """Say once per file (one stderr line) that only the first of an animated image's frames is read."""
     if frames > 1 and str(path) not in _FIRST_FRAME_NOTED:
         _FIRST_FRAME_NOTED.add(str(path))
-        print(f"warning: image {path} has {frames} frames (animated or multi-page); its first frame is used",
-              file=sys.stderr)  # fmt: skip
+        warn(f"warning: image {path} has {frames} frames (animated or multi-page); its first frame is used")
 
 
 def _is_tiff(path: Path) -> bool:
