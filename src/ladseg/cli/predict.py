@@ -18,6 +18,7 @@ written, unless ``--overwrite`` says to replace them.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -95,11 +96,11 @@ def output_paths(images: Sequence[Path], output: Path, overlay_format: str) -> l
     for path in images:
         base = path.stem if shared[path.stem.lower()] == 1 else f"{path.stem}_{path.suffix.lstrip('.')}"
         pairs.append((output / f"{base}.png", output / f"{base}_overlay.{overlay_format}"))
-    inputs = {p.resolve(): p for p in images}
+    inputs = {Path(os.path.realpath(p)): p for p in images}  # realpath: a link loop resolves, not raises
     claimed: dict[Path, Path] = {}
     for path, outs in zip(images, pairs, strict=True):
         for out in outs:
-            key = out.resolve()
+            key = Path(os.path.realpath(out))
             if key in inputs:
                 raise DatasetError(
                     f"the output {out} of {path} would overwrite the input image {inputs[key]}; "
