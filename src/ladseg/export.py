@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -89,6 +90,18 @@ def _require(module: str) -> Any:
         raise LadsegError(f"ONNX export needs the '{module}' package (pip install {module})") from exc
 
 
+@contextlib.contextmanager
+def staged_file(path: Path) -> Iterator[Path]:
+    """A partial file beside ``path`` that replaces it only when the block ends without an error, so a
+    full disk or an interrupt never leaves a truncated model behind (an earlier file stays as it was)."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def export_onnx(
     model: Segmentor,
     path: str | Path,
@@ -107,20 +120,21 @@ def export_onnx(
     wrapper = LogitsAtInputSize(model.cpu().eval()).eval()
     example = torch.randn(1, model.in_channels, int(size[0]), int(size[1]))
     axes = {"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch", 2: "height", 3: "width"}}
-    with exportable_ops(), torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants
-        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is deprecated
-        torch.onnx.export(
-            wrapper, (example,), str(path), dynamo=False, opset_version=opset,
-            input_names=["image"], output_names=["logits"], dynamic_axes=axes,
-        )  # fmt: skip
-    proto = onnx.load(str(path))
-    if metadata:
-        for key, value in metadata.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
-        onnx.save(proto, str(path))
-    onnx.checker.check_model(proto, full_check=True)
+    with staged_file(path) as partial:
+        with exportable_ops(), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants
+            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is deprecated
+            torch.onnx.export(
+                wrapper, (example,), str(partial), dynamo=False, opset_version=opset,
+                input_names=["image"], output_names=["logits"], dynamic_axes=axes,
+            )  # fmt: skip
+        proto = onnx.load(str(partial))
+        if metadata:
+            for key, value in metadata.items():
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+            onnx.save(proto, str(partial))
+        onnx.checker.check_model(proto, full_check=True)
     return path
 
 

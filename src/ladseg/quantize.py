@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ladseg.errors import ConfigError, DatasetError, LadsegError
+from ladseg.export import staged_file
 
 DEFAULT_CALIBRATION_IMAGES = 32
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -154,21 +155,21 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: Calibration) -
     source = onnx.load(str(fp32))
     name = source.graph.input[0].name
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="ladseg-int8-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ladseg-int8-") as tmp, staged_file(out) as partial:
         prepared = _preprocess(q, fp32, Path(tmp) / "prepared.onnx")
         q.quantize_static(
-            str(prepared), str(out), _Reader(name, calibration.inputs), quant_format=q.QuantFormat.QDQ,
+            str(prepared), str(partial), _Reader(name, calibration.inputs), quant_format=q.QuantFormat.QDQ,
             per_channel=True, reduce_range=reduce_range, activation_type=q.QuantType.QUInt8,
             weight_type=q.QuantType.QInt8, calibrate_method=q.CalibrationMethod.MinMax,
             calibration_cache_path=None,
         )  # fmt: skip
-    model = onnx.load(str(out))
-    props = {p.key: p.value for p in source.metadata_props} | {"quantization": json.dumps(record)}
-    del model.metadata_props[:]
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(out))
+        model = onnx.load(str(partial))
+        props = {p.key: p.value for p in source.metadata_props} | {"quantization": json.dumps(record)}
+        del model.metadata_props[:]
+        for key, value in props.items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(model, str(partial))
     return record
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,22 @@ def test_cli_export_and_bad_checkpoints(tmp_path: Path, capsys: pytest.CaptureFi
     teacher = random_checkpoint(tmp_path / "t.pth", "fcn", in_channels=4)
     with pytest.raises(CheckpointError, match="4 input channels"):
         export_checkpoint(teacher, tmp_path / "t.onnx", size=(64, 64))
+
+
+def test_a_full_disk_during_export_leaves_the_earlier_file_and_no_partial_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ckpt = random_checkpoint(tmp_path / "s.pth", "fcn")
+    out = tmp_path / "s.onnx"
+    out.write_bytes(b"an earlier export")
+
+    def full_disk(model, args, f, **kwargs) -> None:  # writes part of the file, then the disk is full
+        Path(f).write_bytes(b"\x08\x07 truncated")
+        raise OSError(errno.ENOSPC, "No space left on device", str(f))
+
+    monkeypatch.setattr(torch.onnx, "export", full_disk)
+    assert main(["export", str(ckpt), "--onnx", str(out), "--size", "48", "64"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no space left" in err[0].lower(), err
+    assert out.read_bytes() == b"an earlier export"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("s.onnx")] == ["s.onnx"]
