@@ -145,15 +145,7 @@ class Bench:
         name = "lad_teacher" if lad else "teacher"
         path = self.recipe.lad_teacher if lad else self.recipe.teacher
         assert path is not None
-        return load_config(
-            path,
-            [
-                f"run.work_dir={self.out / name}",
-                "run.seed=0",
-                *self.recipe.overrides(self.profile, name),
-                *self.extra,
-            ],
-        )
+        return self._shared_config(path, name, name)
 
     def stage_config(self, seed: int, stage: str) -> Config:
         """The config of one stage of one seed: ``baseline``, ``finetune/<row>`` or ``scratch/<method>``."""
@@ -190,14 +182,20 @@ class Bench:
 
     def method_stage_config(self, method: str) -> Config:
         """``method``'s own stage on the shared teacher (seed 0, ``out/<method>_stage``)."""
-        stage = self.recipe.method_stages[method]
+        init = f"train.init_checkpoint={self.out / 'teacher' / 'last.pth'}"
+        config = self.recipe.method_stages[method].config
+        return self._shared_config(config, METHOD_STAGE.format(method), "method_stage", [init])
+
+    def _shared_config(self, path: Path, folder: str, kind: str, more: list[str] | None = None) -> Config:
+        """A stage trained once for every seed (seed 0, in ``out/<folder>``): ``more``, then the
+        profile's overrides for ``kind``, then the user's."""
         return load_config(
-            stage.config,
+            path,
             [
-                f"run.work_dir={self.out / METHOD_STAGE.format(method)}",
+                f"run.work_dir={self.out / folder}",
                 "run.seed=0",
-                f"train.init_checkpoint={self.out / 'teacher' / 'last.pth'}",
-                *self.recipe.overrides(self.profile, "method_stage"),
+                *(more or []),
+                *self.recipe.overrides(self.profile, kind),
                 *self.extra,
             ],
         )

@@ -99,14 +99,8 @@ class DataConfig:
         """Values beyond types (called by the config validator when the config is read)."""
         if self.pad not in PAD_MODES:
             raise ConfigError(f"config key '{key}.pad': expected one of {PAD_MODES}, got {self.pad!r}")
-        if self.normalize not in NORMALIZATIONS:
-            raise ConfigError(
-                f"config key '{key}.normalize': expected one of {', '.join(NORMALIZATIONS)}, got {self.normalize!r}"
-            )
-        if self.dataset not in DATASETS:
-            raise ConfigError(
-                f"config key '{key}.dataset': expected one of {', '.join(DATASETS.names())}, got {self.dataset!r}"
-            )
+        check_choice(f"{key}.normalize", self.normalize, tuple(NORMALIZATIONS))
+        check_choice(f"{key}.dataset", self.dataset, tuple(DATASETS.names()))
         accepted = inspect.signature(DATASETS.get(self.dataset)).parameters
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
             options = sorted(set(accepted) - {"root", "split", "transform"})
@@ -140,10 +134,7 @@ class OptimConfig:
     head_lr_mult: float = 1.0  # lr multiplier for everything outside the backbone
 
     def check_config(self, key: str) -> None:
-        if self.name not in OPTIMIZER_NAMES:
-            raise ConfigError(
-                f"config key '{key}.name': expected one of {', '.join(OPTIMIZER_NAMES)}, got {self.name!r}"
-            )
+        check_choice(f"{key}.name", self.name, OPTIMIZER_NAMES)
 
 
 @dataclass
@@ -169,6 +160,7 @@ class TrainConfig:
     ema_decay: float | None = None
 
     def check_config(self, key: str) -> None:
+        check_choice(f"{key}.amp", self.amp, AMP_MODES)
         for name in ("channels_last", "compile"):
             if getattr(self, name) not in (True, False, "auto"):
                 raise ConfigError(
@@ -192,6 +184,8 @@ class EvalConfig:
 
     def check_config(self, key: str) -> None:
         """Values beyond types (called by the config validator when the config is read)."""
+        check_choice(f"{key}.mode", self.mode, EVAL_MODES)
+        check_choice(f"{key}.scale_mode", self.scale_mode, SCALE_MODES)
         for name, valid in (("average", MULTISCALE_AVERAGES), ("rounding", MULTISCALE_ROUNDINGS)):
             if getattr(self, name) not in valid:
                 raise ConfigError(
@@ -227,21 +221,21 @@ class Config:
 OPTIMIZER_NAMES = ("sgd", "adamw")
 OUTPUT_STRIDES = (8, 16, 32)
 
-CHOICES = {
-    "train.amp": ("none", "bf16", "fp16", "auto"),
-    "eval.mode": ("whole", "slide", "multiscale"),
-    "eval.scale_mode": ("whole", "slide"),
-}
+AMP_MODES = ("none", "bf16", "fp16", "auto")
+EVAL_MODES = ("whole", "slide", "multiscale")
+SCALE_MODES = ("whole", "slide")
+
+
+def check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    """``value`` is one of ``allowed``, or a ConfigError naming ``key`` and the choices."""
+    if value not in allowed:
+        raise ConfigError(f"config key {key!r}: expected one of {', '.join(allowed)}, got {value!r}")
 
 
 def check_values(cfg: Config) -> None:
-    """Checks beyond types: choices, pair lengths, counts and numbers in their range (a value out of
-    its range is a ConfigError naming the key, before any data is read)."""
-    for key, allowed in CHOICES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if value not in allowed:
-            raise ConfigError(f"config key {key!r}: expected one of {', '.join(allowed)}, got {value!r}")
+    """The checks that span sections or apply to many keys alike: pair lengths, counts and numbers in
+    their range (a value out of its range is a ConfigError naming the key, before any data is read).
+    A section's own choices are its ``check_config``."""
     pairs = {
         "data.crop_size": cfg.data.crop_size,
         "data.scale_range": cfg.data.scale_range,
