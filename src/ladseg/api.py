@@ -21,7 +21,7 @@ from PIL import Image
 
 from ladseg.engine import inference
 from ladseg.engine.config import Config, config_from_dict, deep_merge, load_config
-from ladseg.engine.inference import InferenceSettings
+from ladseg.engine.inference_settings import InferenceSettings
 from ladseg.engine.metrics import SegMetrics
 from ladseg.errors import CheckpointError, DatasetError
 from ladseg.models.segmentor import Segmentor, resize_logits
@@ -126,12 +126,13 @@ def load(
     scale_mode: str | None = None,
     average: str | None = None,
     rounding: str | None = None,
+    settings: InferenceSettings | None = None,
     backend: str | None = None,
 ) -> Segmenter:
     """A :class:`Segmenter` for any ladseg checkpoint, reference (CIRKD/LAD) checkpoint or ``.onnx`` export.
 
-    Inference options not given follow the checkpoint's training config (``eval`` section; whole
-    image for a reference checkpoint). ``backend``: ``torch`` or ``onnxruntime`` (the checkpoint
+    Inference options: the keywords given, else ``settings``, else the checkpoint's training config
+    (``eval`` section; whole image for a reference checkpoint). ``backend``: ``torch`` or ``onnxruntime`` (the checkpoint
     exported once and cached beside it; see :mod:`ladseg.engine.backends`); default torch for a
     checkpoint, onnxruntime for an ``.onnx`` file. A LAD teacher (image + label channels) cannot
     predict from an image alone: that is a CheckpointError.
@@ -151,11 +152,13 @@ def load(
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     saved_eval = config.get("eval") if isinstance(config.get("eval"), dict) else {}
     saved_data = config.get("data") if isinstance(config.get("data"), dict) else {}
-    settings = InferenceSettings.resolve(
+    if settings is not None:  # replaces the saved section; the window still defaults to the saved crop
+        saved_eval = dataclasses.asdict(settings.with_window(None))
+    chosen = InferenceSettings.resolve(
         saved_eval, saved_data, mode=mode, crop_size=crop_size, stride=stride, scales=scales,
         flip=flip, scale_mode=scale_mode, average=average, rounding=rounding,
     )  # fmt: skip
-    return Segmenter(model, meta, settings, loaded.device, loaded.backend)
+    return Segmenter(model, meta, chosen, loaded.device, loaded.backend)
 
 
 def _config(config: str | Path | Config | Mapping[str, Any], overrides: Mapping[str, Any]) -> Config:
@@ -210,15 +213,18 @@ def evaluate(
     scale_mode: str | None = None,
     average: str | None = None,
     rounding: str | None = None,
+    settings: InferenceSettings | None = None,
     backend: str | None = None,
     **overrides: Any,
 ) -> SegMetrics:
     """Metrics (mIoU, per-class IoU/Acc) of ``checkpoint`` (or an ``.onnx`` export) on the config's
-    dataset ``split`` (default ``data.val_split``); inference options replace the config's ``eval``
-    section; ``backend`` as in :func:`load`."""
+    dataset ``split`` (default ``data.val_split``); ``settings``, then the inference keywords given,
+    replace the config's ``eval`` section; ``backend`` as in :func:`load`."""
     from ladseg.engine.checkpoint_eval import evaluate_checkpoint
 
     cfg = _config(config, overrides)
+    if settings is not None:  # replaces the section's inference settings (its batch size stays)
+        cfg.eval = dataclasses.replace(cfg.eval, **dataclasses.asdict(settings.with_window(None)))
     apply_inference_options(
         cfg, mode=mode, crop_size=crop_size, stride=stride, scales=scales, flip=flip, scale_mode=scale_mode,
         average=average, rounding=rounding,
@@ -229,13 +235,12 @@ def evaluate(
 
 def apply_inference_options(cfg: Config, **given: Any) -> None:
     """Inference options given (None = not given; ``flip`` adds) replace the config's ``eval``
-    settings, checked again (a stride larger than the window leaves pixels without a prediction)."""
+    settings, checked again as the config's (a stride larger than the window leaves pixels without
+    a prediction)."""
     from ladseg.engine.config import check_values
 
-    e = cfg.eval
-    changes = {k: v for k, v in given.items() if v is not None and k != "flip"}
-    changes = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in changes.items()}
-    cfg.eval = dataclasses.replace(e, **changes, flip=e.flip or bool(given.get("flip")))
+    cfg.eval = cfg.eval.updated(**given)
+    cfg.eval.check_config("eval")
     check_values(cfg)
 
 

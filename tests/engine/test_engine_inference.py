@@ -4,6 +4,7 @@ from torch import nn
 
 from ladseg.engine.evaluation import evaluate
 from ladseg.engine.inference import infer, slide_inference
+from ladseg.engine.inference_settings import InferenceSettings
 from ladseg.models import build_model
 from ladseg.models.segmentor import SegOutput
 
@@ -92,13 +93,12 @@ def test_evaluate_counts_a_perfect_model() -> None:
         ("slide", {"crop_size": [4, 4]}),
         ("multiscale", {"scales": [1.0], "flip": True}),
     ):
-        m = evaluate(Oracle(), loader, 3, mode=mode, progress=False, **kw)
+        m = evaluate(Oracle(), loader, 3, InferenceSettings(mode=mode, **kw), progress=False)
         assert m.summary()["mIoU"] == 100.0, mode
         assert m.confusion.sum().item() == 2 * 7 * 8
 
 
 def test_inference_settings_are_resolved_in_one_place() -> None:
-    from ladseg.engine.inference import InferenceSettings
     from ladseg.errors import LadsegError
 
     saved = {"mode": "multiscale", "scales": [0.5, 1.0], "flip": False, "scale_mode": "slide", "stride": None}
@@ -112,5 +112,5 @@ def test_inference_settings_are_resolved_in_one_place() -> None:
     assert InferenceSettings.resolve().kwargs() == {}  # a reference checkpoint: whole image
     with pytest.raises(LadsegError, match="needs a window"):
         InferenceSettings.resolve(mode="slide").kwargs()
-    with pytest.raises(LadsegError, match="--stride 20 8 is larger than the window 16 16"):
+    with pytest.raises(LadsegError, match="--stride 20 8 is larger than the sliding window 16 16"):
         InferenceSettings.resolve(mode="slide", crop_size=[16, 16], stride=[20, 8]).kwargs()

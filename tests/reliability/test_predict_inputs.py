@@ -103,7 +103,7 @@ def test_a_stride_larger_than_the_window_is_refused(ckpt: Path, tmp_path: Path, 
     message = cli_error(["predict", "--checkpoint", str(ckpt), "--input", str(tmp_path / "a.png"), "--output",
                          str(tmp_path / "out"), "--mode", "slide", "--crop-size", "16", "16", "--stride", "20",
                          "8"], capsys)  # fmt: skip
-    assert "--stride 20 8 is larger than the window 16 16" in message
+    assert "--stride 20 8 is larger than the sliding window 16 16" in message
 
 
 @pytest.fixture
@@ -198,3 +198,22 @@ def test_a_link_loop_as_input_is_called_a_loop(ckpt: Path, tmp_path: Path, capsy
     message = cli_error(["predict", "--checkpoint", str(ckpt), "--input", str(tmp_path / "loop"),
                          "--output", str(tmp_path / "out")], capsys)  # fmt: skip
     assert message == f"--input {tmp_path / 'loop'} is a symbolic link loop"
+
+
+def test_the_api_takes_a_settings_object_under_its_keywords(ckpt: Path) -> None:
+    from ladseg import load
+    from ladseg.engine.inference_settings import InferenceSettings
+
+    trained = with_eval_settings(ckpt, eval={"mode": "slide", "stride": [8, 8]}, data={"crop_size": [16, 16]})
+    settings = InferenceSettings(mode="multiscale", scales=[0.5, 1.0])
+    chosen = load(trained, "cpu", settings=settings).settings  # replaces the saved eval section
+    assert (chosen.mode, chosen.scales, chosen.stride, chosen.crop_size) == (
+        "multiscale",
+        [0.5, 1.0],
+        None,
+        [16, 16],
+    )
+    chosen = load(
+        trained, "cpu", settings=settings, mode="whole", flip=True
+    ).settings  # keywords win, flip adds
+    assert (chosen.mode, chosen.scales, chosen.flip) == ("whole", [0.5, 1.0], True)

@@ -47,9 +47,13 @@ def test_a_tiny_scale_is_refused_before_any_image(tmp_path: Path, capsys) -> Non
     Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)).save(image)
     message = cli_error(["predict", "--checkpoint", str(ckpt), "--input", str(image), "--output",
                          str(tmp_path / "out"), "--mode", "multiscale", "--scales", "0.001", "1.0"], capsys)  # fmt: skip
-    assert message.startswith("--scales 0.001 1: each scale must be a number >= 0.1 (got 0.001;"), message
+    assert message.startswith(
+        "--scales: expected one or more numbers >= 0.1, got 0.001 1 (common: 0.5 0.75"
+    ), message
     assert not (tmp_path / "out").exists()
-    with pytest.raises(LadsegError, match="each scale must be a number >= 0.1"):
+    with pytest.raises(
+        LadsegError, match=r"--scales: expected one or more numbers >= 0.1, got 0.001 \(common"
+    ):
         ladseg.load(ckpt, "cpu", mode="multiscale", scales=[0.001])
 
 

@@ -18,10 +18,9 @@ def add_inference_args(p: argparse.ArgumentParser, defaults: str = "the config's
     """Options shared with ``predict``: inference mode, scales, flip, window; ``defaults`` says
     where an option not given comes from (in the help)."""
     from ladseg.cli import positive_float, positive_int
+    from ladseg.engine.inference_settings import MODES, MULTISCALE_AVERAGES, MULTISCALE_ROUNDINGS, SCALE_MODES
 
-    p.add_argument(
-        "--mode", choices=["whole", "slide", "multiscale"], help=f"inference mode (default: {defaults})"
-    )
+    p.add_argument("--mode", choices=MODES, help=f"inference mode (default: {defaults})")
     p.add_argument(
         "--scales", type=positive_float, nargs="+",
         help="scales (> 0) for multiscale, e.g. 0.5 0.75 1.0 1.25 1.5 1.75",
@@ -32,13 +31,13 @@ def add_inference_args(p: argparse.ArgumentParser, defaults: str = "the config's
         "--stride", type=positive_int, nargs=2, metavar=("H", "W"),
         help="sliding-window stride (at most the window; default 2/3 of it)",
     )  # fmt: skip
-    p.add_argument("--scale-mode", choices=["whole", "slide"], help="how each scale of multiscale runs")
+    p.add_argument("--scale-mode", choices=SCALE_MODES, help="how each scale of multiscale runs")
     p.add_argument(
-        "--average", choices=["probs", "logits"],
+        "--average", choices=MULTISCALE_AVERAGES,
         help="multiscale: mean of softmax probabilities (default) or of logits (the reference's)",
     )  # fmt: skip
     p.add_argument(
-        "--rounding", choices=["round", "floor"],
+        "--rounding", choices=MULTISCALE_ROUNDINGS,
         help="multiscale: scaled sizes rounded (default) or floored (the reference's)",
     )  # fmt: skip
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: run.device / auto)")
@@ -72,8 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ladseg.api import apply_inference_options
     from ladseg.cli import is_out_of_memory, out_of_memory_error, prepare_output_file, write_text_file
-    from ladseg.engine.checkpoint_eval import eval_settings, evaluate_checkpoint
-    from ladseg.engine.config import load_config
+    from ladseg.engine.checkpoint_eval import evaluate_checkpoint
+    from ladseg.engine.config import inference_settings, load_config
 
     cfg = load_config(args.config, args.overrides)  # checks the method section too (a LAD teacher's)
     apply_inference_options(
@@ -100,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             "(eval.crop_size, default data.crop_size): use eval.batch_size=1, sliding-window inference "
             "(--mode slide --crop-size H W) or a smaller data.crop_size",
         ) from exc
-    desc = eval_settings(cfg).describe()
+    desc = inference_settings(cfg).describe()
     print(
         f"{args.checkpoint} on {cfg.data.dataset}/{args.split or cfg.data.val_split} ({len(dataset)} images, {desc})"
     )

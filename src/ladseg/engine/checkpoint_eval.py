@@ -20,8 +20,7 @@ from ladseg.engine import evaluation
 from ladseg.engine.backends import default_backend, load_network
 from ladseg.engine.builders import build_loader_for, build_split, method_class, resolve_device
 from ladseg.engine.checkpoint import build_model_from_checkpoint
-from ladseg.engine.config import Config
-from ladseg.engine.inference import InferenceSettings
+from ladseg.engine.config import Config, inference_settings
 from ladseg.engine.inputs import input_normalization, label_scales
 from ladseg.engine.metrics import SegMetrics
 from ladseg.errors import CheckpointError
@@ -40,11 +39,6 @@ def _declared_label_encoding(params: Any, meta: dict[str, Any], verbose: bool) -
     if message and verbose:
         note(message)
     return dataclasses.replace(params, encoder=encoder)
-
-
-def eval_settings(cfg: Config) -> InferenceSettings:
-    """The config's ``eval`` section as inference settings (window default ``data.crop_size``)."""
-    return InferenceSettings.resolve(dataclasses.asdict(cfg.eval), {"crop_size": cfg.data.crop_size})
 
 
 def evaluate_checkpoint(
@@ -112,11 +106,8 @@ def _evaluate(
     progress: bool,
 ) -> SegMetrics:
     network.to(device)
-    settings = eval_settings(cfg)
     return evaluation.evaluate(
-        network, build_loader_for(cfg, dataset, train=False), dataset.num_classes, mode=settings.mode,
-        crop_size=settings.crop_size, stride=settings.stride, scales=settings.scales, flip=settings.flip,
-        scale_mode=settings.scale_mode, multiscale_average=settings.average,
-        multiscale_rounding=settings.rounding, input_fn=input_fn, device=device, progress=progress,
+        network, build_loader_for(cfg, dataset, train=False), dataset.num_classes, inference_settings(cfg),
+        input_fn=input_fn, device=device, progress=progress,
         class_names=list(dataset.classes) or meta.get("class_names"),
     )  # fmt: skip

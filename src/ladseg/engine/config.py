@@ -27,7 +27,7 @@ import yaml
 from ladseg.config_lookup import find_config
 from ladseg.data import DATASETS
 from ladseg.data.transforms import NORMALIZATIONS, PAD_MODES
-from ladseg.engine.inference import MIN_SCALE, MULTISCALE_AVERAGES, MULTISCALE_ROUNDINGS
+from ladseg.engine.inference_settings import InferenceSettings, OptionStyle
 from ladseg.errors import ConfigError
 from ladseg.methods.base import METHODS, MethodParams
 from ladseg.models.builder import check_model_names
@@ -169,28 +169,16 @@ class TrainConfig:
 
 
 @dataclass
-class EvalConfig:
-    mode: str = "whole"  # whole | slide | multiscale
-    crop_size: list[int] | None = None  # slide window; None: data.crop_size
-    stride: list[int] | None = None  # slide stride; None: 2/3 of the crop
-    scales: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
-    scale_mode: str = "whole"  # how each scale of multiscale runs: whole | slide
-    flip: bool = False
-    # multiscale only: mean of softmax ``probs`` or of ``logits`` (the reference's), scaled sizes
-    # ``round``-ed or ``floor``-ed (the reference's)
-    average: str = "probs"
-    rounding: str = "round"
+class EvalConfig(InferenceSettings):
+    """How validation and ``ladseg eval`` run: the inference settings (mode, window, scales, ...;
+    :mod:`ladseg.engine.inference_settings`) and the batch size; the window defaults to
+    ``data.crop_size``."""
+
     batch_size: int = 1
 
     def check_config(self, key: str) -> None:
         """Values beyond types (called by the config validator when the config is read)."""
-        check_choice(f"{key}.mode", self.mode, EVAL_MODES)
-        check_choice(f"{key}.scale_mode", self.scale_mode, SCALE_MODES)
-        for name, valid in (("average", MULTISCALE_AVERAGES), ("rounding", MULTISCALE_ROUNDINGS)):
-            if getattr(self, name) not in valid:
-                raise ConfigError(
-                    f"config key '{key}.{name}': expected one of {valid}, got {getattr(self, name)!r}"
-                )
+        self.check(OptionStyle(key))
 
 
 @dataclass
@@ -222,8 +210,6 @@ OPTIMIZER_NAMES = ("sgd", "adamw")
 OUTPUT_STRIDES = (8, 16, 32)
 
 AMP_MODES = ("none", "bf16", "fp16", "auto")
-EVAL_MODES = ("whole", "slide", "multiscale")
-SCALE_MODES = ("whole", "slide")
 
 
 def check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -239,8 +225,6 @@ def check_values(cfg: Config) -> None:
     pairs = {
         "data.crop_size": cfg.data.crop_size,
         "data.scale_range": cfg.data.scale_range,
-        "eval.crop_size": cfg.eval.crop_size,
-        "eval.stride": cfg.eval.stride,
     }
     for key, value in pairs.items():
         if value is not None and len(value) != 2:
@@ -256,24 +240,16 @@ def check_values(cfg: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"config key {key!r}: expected a positive integer, got {value}")
-    for key in ("data.crop_size", "eval.crop_size", "eval.stride"):
-        value = pairs[key]
-        if value is not None and min(value) <= 0:
-            raise ConfigError(f"config key {key!r}: expected two positive integers [h, w], got {value!r}")
-    window = cfg.eval.crop_size or cfg.data.crop_size
-    if cfg.eval.stride is not None and any(s > c for s, c in zip(cfg.eval.stride, window, strict=True)):
+    if min(cfg.data.crop_size) <= 0:
         raise ConfigError(
-            f"config key 'eval.stride': {cfg.eval.stride} is larger than the sliding window {list(window)} "
-            "(eval.crop_size, default data.crop_size): the pixels between two windows would get no prediction"
+            f"config key 'data.crop_size': expected two positive integers [h, w], got {cfg.data.crop_size!r}"
         )
+    if cfg.eval.crop_size is None:  # the sliding window defaults to the training crop
+        cfg.eval.check_window(cfg.data.crop_size, OptionStyle("eval"))
     lo, hi = cfg.data.scale_range
     if not 0 < lo <= hi < math.inf:
         raise ConfigError(
             f"config key 'data.scale_range': expected 0 < lo <= hi, got {cfg.data.scale_range!r}"
-        )
-    if not cfg.eval.scales or not all(math.isfinite(v) and v >= MIN_SCALE for v in cfg.eval.scales):
-        raise ConfigError(
-            f"config key 'eval.scales': expected one or more numbers >= {MIN_SCALE:g}, got {cfg.eval.scales!r}"
         )
     ranges: dict[str, tuple[float | None, Any, str]] = {  # key: (value, test, what it must be)
         "optim.lr": (cfg.optim.lr, lambda v: v > 0, "a number > 0"),
@@ -417,3 +393,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def inference_settings(cfg: Config) -> InferenceSettings:
+    """The settings validation and ``ladseg eval`` run with: the ``eval`` section, its window
+    defaulting to ``data.crop_size``."""
+    return cfg.eval.with_window(cfg.data.crop_size)

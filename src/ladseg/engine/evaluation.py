@@ -32,6 +32,7 @@ from ladseg.models.segmentor import resize_logits
 __all__ = [
     "INFERENCE_MODES",
     "ConfusionMatrix",
+    "InferenceSettings",
     "SegMetrics",
     "evaluate",
     "infer",
@@ -63,12 +64,8 @@ def evaluate(
     model: nn.Module,
     loader: Iterable[dict[str, Any]],
     num_classes: int,
-    mode: str = "whole",
-    crop_size: Sequence[int] | None = None,
-    stride: Sequence[int] | None = None,
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
-    scale_mode: str = "whole",
+    settings: InferenceSettings | None = None,
+    *,
     input_fn: Callable[[dict[str, Any]], Tensor] = _image,
     device: torch.device | str = "cpu",
     ignore_index: int = IGNORE_INDEX,
@@ -76,29 +73,28 @@ def evaluate(
     autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
     progress: bool = True,
     max_batches: int | None = None,
-    multiscale_average: str = "probs",
-    multiscale_rounding: str = "round",
 ) -> SegMetrics:
-    """Metrics of ``model`` over ``loader`` (reduced across processes when distributed).
+    """Metrics of ``model`` over ``loader`` with ``settings`` (default: whole image), reduced across
+    processes when distributed.
 
     ``input_fn(batch)`` gives what the network reads (a LAD teacher adds label channels);
     the batch is on ``device`` when it is called. Scores are resized to the mask size when the
     two differ. ``model`` is switched to eval mode and restored afterwards.
-    ``multiscale_average`` / ``multiscale_rounding``: see :func:`multiscale_inference`
-    (``"logits"`` / ``"floor"`` is the reference's multi-scale evaluation).
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
     cm = ConfusionMatrix(num_classes, ignore_index, device)
-    kwargs = InferenceSettings(
-        mode, list(crop_size) if crop_size else None, list(stride) if stride else None, list(scales), flip,
-        scale_mode, multiscale_average, multiscale_rounding,
-    ).kwargs()  # fmt: skip
+    settings = settings or InferenceSettings()
+    kwargs = settings.kwargs()
     ctx = autocast or contextlib.nullcontext
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
     bar = tqdm(
-        loader, total=total, desc=f"eval ({mode})", leave=False, disable=not (progress and is_main_process())
+        loader,
+        total=total,
+        desc=f"eval ({settings.mode})",
+        leave=False,
+        disable=not (progress and is_main_process()),
     )
     try:
         for i, batch in enumerate(bar):
@@ -106,7 +102,7 @@ def evaluate(
                 break
             batch = move_batch(batch, device)
             with ctx():
-                scores = infer(model, input_fn(batch), mode, **kwargs)
+                scores = infer(model, input_fn(batch), settings.mode, **kwargs)
             mask = batch["mask"]
             scores = resize_logits(scores.float(), mask.shape[-2:])
             cm.update(scores.argmax(1), mask)

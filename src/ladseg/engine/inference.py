@@ -19,21 +19,37 @@ input and returns N x K x H x W scores at the input size:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ladseg.errors import LadsegError
+from ladseg.engine.inference_settings import (
+    DEFAULT_SCALES,
+    MIN_SCALE,
+    MODES,
+    MULTISCALE_AVERAGES,
+    MULTISCALE_ROUNDINGS,
+    InferenceSettings,
+)
 from ladseg.models.segmentor import ALIGN_CORNERS, resize_logits
 from ladseg.registry import Registry
 
+#: one function per name of :data:`~ladseg.engine.inference_settings.MODES`
 INFERENCE_MODES: Registry[Callable[..., Tensor]] = Registry("inference mode")
-MULTISCALE_AVERAGES = ("probs", "logits")
-MULTISCALE_ROUNDINGS = ("round", "floor")
+
+__all__ = [
+    "DEFAULT_SCALES",
+    "INFERENCE_MODES",
+    "MIN_SCALE",
+    "MODES",
+    "InferenceSettings",
+    "infer",
+    "multiscale_inference",
+    "slide_inference",
+    "whole_inference",
+]
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
@@ -101,7 +117,7 @@ def slide_inference(
 def multiscale_inference(
     model: nn.Module,
     x: Tensor,
-    scales: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75),
+    scales: Sequence[float] = DEFAULT_SCALES,
     flip: bool = False,
     scale_mode: str = "whole",
     average: str = "probs",
@@ -143,95 +159,6 @@ def multiscale_inference(
     return total / n
 
 
-#: the smallest multiscale factor: below it an image keeps too few pixels to segment (1000 px -> 100)
-MIN_SCALE = 0.1
-
-
-def check_scales(scales: Sequence[float], what: str) -> None:
-    """Multiscale factors are finite and >= :data:`MIN_SCALE` (0.001 would shrink a photo to a pixel)."""
-    bad = [s for s in scales if not (math.isfinite(s) and s >= MIN_SCALE)]
-    if not scales or bad:
-        raise LadsegError(
-            f"{what} {' '.join(f'{s:g}' for s in scales)}: each scale must be a number >= {MIN_SCALE:g} "
-            f"(got {', '.join(f'{s:g}' for s in bad) or 'none'}; common: 0.5 0.75 1.0 1.25 1.5 1.75)"
-        )
-
-
 def infer(model: nn.Module, x: Tensor, mode: str = "whole", **kwargs: object) -> Tensor:
     """Scores N x K x H x W at the input size with the named mode (see the module docstring)."""
     return INFERENCE_MODES.build(mode, model, x, **kwargs)
-
-
-@dataclass
-class InferenceSettings:
-    """One inference mode and its options: the single place where they become :func:`infer` keywords.
-
-    ``ladseg eval``, ``ladseg predict``, validation and the Python API all go through
-    :meth:`resolve` (options given, else a saved ``eval`` section, else defaults) and :meth:`kwargs`.
-    """
-
-    mode: str = "whole"
-    crop_size: list[int] | None = None  # sliding window; needed by slide (and multiscale over slide)
-    stride: list[int] | None = None  # None: 2/3 of the window
-    scales: list[float] = field(default_factory=lambda: [1.0])
-    flip: bool = False
-    scale_mode: str = "whole"
-    average: str = "probs"
-    rounding: str = "round"
-
-    @property
-    def slides(self) -> bool:
-        return self.mode == "slide" or (self.mode == "multiscale" and self.scale_mode == "slide")
-
-    @classmethod
-    def resolve(
-        cls,
-        saved_eval: Mapping[str, Any] | None = None,
-        saved_data: Mapping[str, Any] | None = None,
-        **given: Any,
-    ) -> InferenceSettings:
-        """Options ``given`` (None = not given; ``flip`` adds to the saved one), else the saved ``eval``
-        section (a config's, or a checkpoint's training config), else the defaults; the window
-        defaults to ``data.crop_size``."""
-        saved = {k: v for k, v in (saved_eval or {}).items() if v is not None}
-        chosen = {**saved, **{k: v for k, v in given.items() if v is not None and k != "flip"}}
-        crop = chosen.get("crop_size") or (saved_data or {}).get("crop_size")
-        return cls(
-            mode=chosen.get("mode", "whole"),
-            crop_size=[int(c) for c in crop] if crop else None,
-            stride=[int(s) for s in chosen["stride"]] if chosen.get("stride") else None,
-            scales=[float(s) for s in chosen.get("scales") or [1.0]],
-            flip=bool(given.get("flip")) or bool(saved.get("flip")),
-            scale_mode=chosen.get("scale_mode", "whole"),
-            average=chosen.get("average", "probs"),
-            rounding=chosen.get("rounding", "round"),
-        )
-
-    def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`infer` for this mode; a window that cannot work is a LadsegError."""
-        if self.mode not in INFERENCE_MODES:
-            raise LadsegError(
-                f"unknown inference mode {self.mode!r}; valid: {', '.join(INFERENCE_MODES.names())}"
-            )
-        check_scales(self.scales, "--scales")  # given for another mode too: a bad value is still a mistake
-        out: dict[str, Any] = {}
-        if self.slides:
-            if not self.crop_size:
-                raise LadsegError("slide inference needs a window: --crop-size H W (crop_size)")
-            if self.stride and any(s > c for s, c in zip(self.stride, self.crop_size, strict=True)):
-                raise LadsegError(
-                    f"--stride {' '.join(map(str, self.stride))} is larger than the window "
-                    f"{' '.join(map(str, self.crop_size))}: the pixels between two windows would get no prediction"
-                )
-            out.update(crop_size=list(self.crop_size), stride=list(self.stride) if self.stride else None)
-        if self.mode == "multiscale":
-            out.update(
-                scales=list(self.scales), flip=self.flip, scale_mode=self.scale_mode,
-                average=self.average, rounding=self.rounding,
-            )  # fmt: skip
-        return out
-
-    def describe(self) -> str:
-        """``whole``, ``multiscale scales=[...] +flip``: how a report names the mode."""
-        scales = f" scales={self.scales}" if self.mode == "multiscale" else ""
-        return self.mode + scales + (" +flip" if self.flip else "")

@@ -64,7 +64,7 @@ from ladseg.engine.checkpoint import (
     save_checkpoint,
     use_previous_checkpoint,
 )
-from ladseg.engine.config import Config, save_config
+from ladseg.engine.config import Config, inference_settings, save_config
 from ladseg.engine.dist import (
     all_reduce_mean,
     all_true,
@@ -249,15 +249,12 @@ class Trainer:
 
         ``input_fn`` (batch -> network input) defaults to the method's ``inference_input``.
         """
-        e, d = self.cfg.eval, self.cfg.data
         averaged = self.ema.applied(self.method.export_model()) if self.ema is not None else nullcontext()
         with averaged, accel.eager():  # other image sizes would recompile
             broadcast_buffers(self.method)  # every shard evaluates rank 0's network (the one it saves)
             loader = build_loader_for(self.cfg, self.val_set, train=False)
             return evaluate(
-                self.method.eval_model(), loader, self.num_classes, mode=e.mode,
-                crop_size=e.crop_size or d.crop_size, stride=e.stride, scales=e.scales, flip=e.flip,
-                scale_mode=e.scale_mode, multiscale_average=e.average, multiscale_rounding=e.rounding,
+                self.method.eval_model(), loader, self.num_classes, inference_settings(self.cfg),
                 input_fn=input_fn or self.method.inference_input, device=self.device,
                 class_names=getattr(self.val_set, "classes", None), autocast=self.amp.autocast,
             )  # fmt: skip
