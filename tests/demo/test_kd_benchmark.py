@@ -41,6 +41,10 @@ def test_recipe_names_every_method_config_and_protocol() -> None:
     assert scratch.train.init_checkpoint is None
     assert scratch.train.iters == bench.stage_config(0, "baseline").train.iters
     assert bench.stage_config(0, "finetune/lad").teacher.checkpoint == "/nonexistent/lad_teacher/last.pth"
+    variant = bench.stage_config(0, "finetune/lad_dist")  # a lad_<x> row distils the LAD teacher too
+    assert variant.teacher.checkpoint == "/nonexistent/lad_teacher/last.pth"
+    assert [loss.name for loss in variant.method.kd_losses] == ["dist"]
+    assert variant.method.teacher_label == bench.stage_config(0, "finetune/lad").method.teacher_label
 
 
 def test_recipe_errors_name_the_key(tmp_path: Path) -> None:
@@ -50,6 +54,11 @@ def test_recipe_errors_name_the_key(tmp_path: Path) -> None:
         load_bench_recipe(bad)
     bad.write_text("student: a.yaml\nteacher: b.yaml\nmethods: {kd: c.yaml}\nprotocols: {later: [kd]}\n")
     with pytest.raises(ConfigError, match="unknown protocol 'later'"):
+        load_bench_recipe(bad)
+    bad.write_text(
+        "student: a.yaml\nteacher: b.yaml\nmethods: {lad_x: c.yaml}\nprotocols: {finetune: [lad_x]}\n"
+    )
+    with pytest.raises(ConfigError, match=r"\['lad_x'\] need lad_teacher"):
         load_bench_recipe(bad)
 
 

@@ -46,6 +46,13 @@ CONTROL = {"finetune": "finetune/control", "scratch": "baseline"}
 #: ``finetune/<TIME_MATCHED><method>``: the control given the wall-clock of that method's student stage
 TIME_MATCHED = "control_time_"
 LAD = "lad"  # the method name of the LAD student (its teacher is the recipe's LAD teacher)
+
+
+def reads_lad_teacher(row: str) -> bool:
+    """``lad`` and its variants ``lad_<name>`` (another loss, say) distil the recipe's LAD teacher."""
+    return row == LAD or row.startswith(LAD + "_")
+
+
 #: the thin classes a CamVid report names (looked up by name; absent names are skipped)
 THIN_CLASSES = ("pole", "sign", "pedestrian", "bicyclist")
 _RECIPE_KEYS = {
@@ -104,8 +111,9 @@ def load_bench_recipe(path: str | Path) -> BenchRecipe:
         missing = [m for m in listed if m not in methods]
         if missing:
             raise ConfigError(f"{path}: protocols.{proto} lists {missing}, which methods does not define")
-    if LAD in methods and not raw.get("lad_teacher"):
-        raise ConfigError(f"{path}: method {LAD!r} needs lad_teacher (the LAD teacher's config)")
+    lad_rows = [m for m in methods if reads_lad_teacher(m)]
+    if lad_rows and not raw.get("lad_teacher"):
+        raise ConfigError(f"{path}: method(s) {lad_rows} need lad_teacher (the LAD teacher's config)")
     method_stages = {}
     for name, spec in (raw.get("method_stages") or {}).items():
         if name not in methods:
@@ -174,7 +182,7 @@ class Bench:
                 f"teacher.checkpoint={run_dir / 'baseline' / 'last.pth'}",
             ]
             return self._load(self.recipe.self_distill, overrides, kind)
-        teacher = self.out / ("lad_teacher" if row == LAD else "teacher") / "last.pth"
+        teacher = self.out / ("lad_teacher" if reads_lad_teacher(row) else "teacher") / "last.pth"
         overrides.append(f"teacher.checkpoint={teacher}")
         if row in self.recipe.method_stages:
             overrides.append(self._filled_losses(row))
@@ -461,7 +469,7 @@ def run_bench(
     bench = Bench(recipe, Path(out), "quick" if quick else "default", list(extra or []))
     if train_stages:
         stages = bench.stages(protocols, methods, time_matched)
-        need_lad = any(s.endswith("/" + LAD) for s in stages)
+        need_lad = any(reads_lad_teacher(s.rsplit("/", 1)[-1]) for s in stages)
         bench.run_teachers(need_lad, sorted({s.rsplit("/", 1)[-1] for s in stages}))
         for seed in seeds:
             bench.run_seed(seed, stages)
