@@ -47,6 +47,30 @@ def test_recipe_names_every_method_config_and_protocol() -> None:
     assert variant.method.teacher_label == bench.stage_config(0, "finetune/lad").method.teacher_label
 
 
+def test_the_time_matched_control_exists_in_each_protocol(tmp_path: Path) -> None:
+    """In scratch the plain stage is the baseline: a method stepping 2.5x slower gets 2.5x its iterations."""
+    bench = Bench(load_bench_recipe(RECIPE), tmp_path)
+    assert bench.stages(["scratch"], ["cwd"], ["cwd"]) == [
+        "baseline",
+        "scratch/cwd",
+        "scratch/control_time_cwd",
+    ]
+
+    def log(stage: str, s_per_iter: float) -> None:
+        (tmp_path / "seed0" / stage).mkdir(parents=True)
+        lines = [{"type": "train", "iter": i, "s_per_iter": s_per_iter} for i in (500, 1000)]
+        (tmp_path / "seed0" / stage / "metrics.jsonl").write_text("\n".join(map(json.dumps, lines)))
+
+    with pytest.raises(ConfigError, match="needs .*scratch.cwd trained first"):
+        bench.time_matched_iters(0, "scratch", "cwd", 1000)
+    log("baseline", 0.8)
+    log("scratch/cwd", 2.0)
+    assert bench.time_matched_iters(0, "scratch", "cwd", 1000) == 2500
+    cfg = bench.stage_config(0, "scratch/control_time_cwd")
+    assert (cfg.train.iters, cfg.train.init_checkpoint, cfg.teacher.checkpoint) == (2500, None, None)
+    assert cfg.method.name == bench.stage_config(0, "baseline").method.name
+
+
 def test_recipe_errors_name_the_key(tmp_path: Path) -> None:
     bad = tmp_path / "r.yaml"
     bad.write_text("student: a.yaml\nteacher: b.yaml\nmethods: {kd: c.yaml}\nprotocols: {finetune: [cwd]}\n")

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", type=_names, default=None, help="only these methods (default: all listed)")
     p.add_argument(
         "--time-matched", type=_names, default=None, metavar="METHODS",
-        help="add a fine-tuning control given the wall-clock of each named method's student stage",
+        help="add, in each protocol, a control given the wall-clock of each named method's student stage",
     )  # fmt: skip
     p.add_argument("--report-only", action="store_true", help="train nothing; score what has finished")
     p.add_argument("--quick", action="store_true", help="a smoke test on a few images (numbers mean nothing)")

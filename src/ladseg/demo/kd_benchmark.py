@@ -43,7 +43,7 @@ from ladseg.errors import ConfigError
 PROTOCOLS = ("finetune", "scratch")
 #: the control row of each protocol (a stage of the seed's folder)
 CONTROL = {"finetune": "finetune/control", "scratch": "baseline"}
-#: ``finetune/<TIME_MATCHED><method>``: the control given the wall-clock of that method's student stage
+#: ``<protocol>/<TIME_MATCHED><method>``: the control given the wall-clock of that method's student stage
 TIME_MATCHED = "control_time_"
 LAD = "lad"  # the method name of the LAD student (its teacher is the recipe's LAD teacher)
 
@@ -171,7 +171,7 @@ class Bench:
         if row.startswith(TIME_MATCHED):  # as many seconds of plain steps as the method's stage took
             method = row[len(TIME_MATCHED) :]
             plain = self._load(self.recipe.student, overrides, kind)
-            iters = self.time_matched_iters(seed, method, plain.train.iters)
+            iters = self.time_matched_iters(seed, protocol, method, plain.train.iters)
             return self._load(self.recipe.student, overrides, kind, [f"train.iters={iters}"])
         if row == "self_distill":
             if self.recipe.self_distill is None:
@@ -226,31 +226,31 @@ class Bench:
             path, [*overrides, *self.recipe.overrides(self.profile, kind), *self.extra, *(last or [])]
         )
 
-    def time_matched_iters(self, seed: int, method: str, iters: int) -> int:
-        """Plain fine-tuning iterations that take the wall-clock of ``method``'s student stage: ``iters``
-        x (its seconds per step / the control's), both measured in this seed's logs."""
-        run_dir = self.out / f"seed{seed}" / "finetune"
+    def time_matched_iters(self, seed: int, protocol: str, method: str, iters: int) -> int:
+        """Plain iterations that take the wall-clock of ``method``'s student stage in ``protocol``:
+        ``iters`` x (its seconds per step / its control's: the fine-tuning control, or in scratch the
+        baseline), both measured in this seed's logs."""
+        run_dir = self.out / f"seed{seed}"
+        rows = {method: run_dir / protocol / method, "control": run_dir / CONTROL[protocol]}
         per_step = {}
-        for row in (method, "control"):
-            steps = [
-                r for r in read_metrics(run_dir / row) if r.get("type") == "train" and r.get("s_per_iter")
-            ]
+        for row, work_dir in rows.items():
+            steps = [r for r in read_metrics(work_dir) if r.get("type") == "train" and r.get("s_per_iter")]
             if not steps:
-                raise ConfigError(f"the time-matched control needs {run_dir / row} trained first")
-            per_step[row] = training_seconds(run_dir / row) / max(r["iter"] for r in steps)
+                raise ConfigError(f"the time-matched control needs {work_dir} trained first")
+            per_step[row] = training_seconds(work_dir) / max(r["iter"] for r in steps)
         return max(iters, round(iters * per_step[method] / per_step["control"]))
 
     def stages(
         self, protocols: list[str], methods: list[str] | None = None, time_matched: list[str] | None = None
     ) -> list[str]:
         """The stages of one seed for these protocols (and, if given, only these methods); each method
-        in ``time_matched`` adds a fine-tuning control with its student stage's wall-clock."""
+        in ``time_matched`` adds, in each protocol, a control with its student stage's wall-clock."""
         stages = ["baseline"]
         for proto in protocols:
             rows = [m for m in self.recipe.protocols.get(proto, []) if methods is None or m in methods]
             if proto == "finetune":
                 rows = ["control", *(["self_distill"] if self.recipe.self_distill else []), *rows]
-                rows += [TIME_MATCHED + m for m in time_matched or []]
+            rows += [TIME_MATCHED + m for m in time_matched or []]
             stages += [f"{proto}/{row}" for row in rows]
         return stages
 
