@@ -1,5 +1,7 @@
 """Collect the label-encoding experiments into JSON and a Markdown table (README, issue "A LAD teacher
-that reads its label"): ``python collect.py LENGTH_RUN ABLATION_DIR OUT_DIR``.
+that reads its label"): ``python collect.py LENGTH_RUN ABLATION_DIR OUT_DIR``; or
+``python collect.py --rows ABLATION_DIR OUT_DIR VARIANT...`` to add or replace only those variants' rows
+of ``OUT_DIR/ablation.json`` (the other rows and the length curve stay as they are).
 
 - ``LENGTH_RUN``: the reference encoding's long teacher run; every validation's label-use gap.
 - ``ABLATION_DIR``: one run folder per variant (``run_ablation.sh``); each variant's last validation
@@ -17,7 +19,8 @@ from ladseg.methods.label_encoding import ENCODING_INFO
 
 KINDS = {"supervised": None, "reference": "random_codes", "onehot": "onehot", "boundary": "boundary",
          "random_vectors": "random_vectors", "boundary_codes": "boundary_codes",
-         "reference_drop30": "random_codes", "boundary_drop30": "boundary"}  # fmt: skip
+         "reference_drop30": "random_codes", "boundary_drop30": "boundary",
+         "reference_branch": "random_codes"}  # fmt: skip
 
 
 def length_curve(run: Path) -> list[dict[str, float]]:
@@ -84,5 +87,21 @@ def main(length_run: str, ablation_dir: str, out_dir: str) -> None:
     print("\nlength curve:", ", ".join(f"{c['iter']}: {c['label_gap']:+.2f}" for c in curve))
 
 
+def update_rows(ablation_dir: str, out_dir: str, names: list[str]) -> None:
+    """Add or replace the rows of ``names`` in ``OUT_DIR/ablation.json``, in the runs' name order."""
+    path = Path(out_dir) / "ablation.json"
+    rows = {r["variant"]: r for r in json.loads(path.read_text())}
+    for name in names:
+        row = ablation_row(name, Path(ablation_dir) / name)
+        if row is None:
+            raise SystemExit(f"{Path(ablation_dir) / name}: no validation yet")
+        rows[name] = row
+        print(json.dumps(row))
+    path.write_text(json.dumps([rows[k] for k in sorted(rows)], indent=1))
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    if sys.argv[1:2] == ["--rows"]:
+        update_rows(sys.argv[2], sys.argv[3], sys.argv[4:])
+    else:
+        main(*sys.argv[1:4])

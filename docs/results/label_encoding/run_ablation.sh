@@ -18,6 +18,7 @@ declare -A VARIANTS=(
   [boundary_codes]="$TEACHER model.in_channels=5 method.encoder.kind=boundary_codes"
   [reference_drop30]="$TEACHER method.image_drop=0.3"
   [boundary_drop30]="$TEACHER method.encoder.kind=boundary method.image_drop=0.3"
+  [reference_branch]="$TEACHER model.label_branch=true"  # the label through RITM's Conv1S branch, not conv1
 )
 ORDER=("${@:-boundary random_vectors onehot reference supervised boundary_codes boundary_drop30 reference_drop30}")
 for name in ${ORDER[@]}; do

@@ -136,6 +136,7 @@ def build_network(
         output_stride=section.output_stride,
         pretrained=resolve_pretrained(section, pretrained_needed),
         head=dict(section.head) or None,
+        label_branch=section.label_branch,
     )
 
 

@@ -233,6 +233,7 @@ def check_model_spec(model: nn.Module, spec: dict[str, Any] | None, source: str 
 
 
 COMPILED_PREFIX = "_orig_mod."
+BRANCH_PREFIX = "label_branch."  # state-dict keys of a LAD teacher's label branch
 
 
 def strip_compiled_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -343,8 +344,16 @@ def widen_input_channels(
 
     The extra first-conv channels start at zero, as in the reference's teacher start (it loads the
     trained baseline, whose 4th channel is all zero, into the 4-channel teacher): the network's
-    outputs are the baseline's until the label weights learn. Anything else is returned unchanged.
+    outputs are the baseline's until the label weights learn. A model with a label branch keeps the
+    branch's initial weights (scale 0.05; a zero label adds nothing). Anything else is returned unchanged.
     """
+    branch = getattr(model, "label_branch", None)
+    if branch is not None:  # the label channels have their own branch: it keeps its initial weights
+        if any(k.startswith(BRANCH_PREFIX) for k in state_dict) or (spec or {}).get("in_channels", 3) != 3:
+            return state_dict, spec
+        own_branch = {f"{BRANCH_PREFIX}{k}": v for k, v in branch.state_dict().items()}
+        spec = None if spec is None else {**spec, "in_channels": model.in_channels, "label_branch": True}
+        return {**state_dict, **own_branch}, spec
     key = first_conv_key(model)
     own = model.state_dict().get(key) if key else None
     weight = state_dict.get(key) if key else None

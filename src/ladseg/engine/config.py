@@ -62,6 +62,9 @@ class ModelConfig:
     output_stride: int = 8
     pretrained: str | None = None
     head: dict[str, Any] = field(default_factory=dict)
+    # LAD teacher: the label channels through their own branch added to the backbone's stem output
+    # (RITM's Conv1S) instead of a widened first conv; needs in_channels > 3 (models/label_branch.py)
+    label_branch: bool = False
 
     def check_config(self, key: str) -> None:
         try:
@@ -268,6 +271,19 @@ def check_values(cfg: Config) -> None:
     for key, (value, test, what) in ranges.items():
         if value is not None and not (math.isfinite(value) and test(value)):
             raise ConfigError(f"config key {key!r}: expected {what}, got {value}")
+    branches = {"model": (cfg.model, cfg.model.in_channels)}
+    if cfg.teacher.model is not None:
+        branches["teacher.model"] = (
+            cfg.teacher.model,
+            cfg.teacher.in_channels or cfg.teacher.model.in_channels,
+        )
+    for key, (section, channels) in branches.items():
+        if section.label_branch and channels <= 3:
+            raise ConfigError(
+                f"config key '{key}.label_branch': a label branch reads the label channels after the 3 image "
+                f"channels, but the network reads {channels}; set {key}.in_channels to 3 + the label channels "
+                "(a LAD teacher) or leave label_branch false"
+            )
     if not 0 < cfg.data.resize_ratio < math.inf:
         raise ConfigError(
             f"config key 'data.resize_ratio': expected a number > 0, got {cfg.data.resize_ratio}"

@@ -169,7 +169,7 @@ class Distill(Method[DistillParams]):
         keep = self._keep_backbone()
         if teacher.aux_head is None or not any(fn.uses_teacher_aux for fn in self.kd_losses):
             return teacher(x, keep_backbone=keep)
-        feats = teacher.backbone(x)
+        feats = teacher.backbone_features(x)
         out: SegOutput = teacher.decode_head(feats)
         if out.aux_logits is None:
             out.aux_logits = teacher.aux_head(feats[teacher.aux_index])

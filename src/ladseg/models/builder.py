@@ -15,10 +15,12 @@ from ladseg.errors import ConfigError
 from ladseg.models.backbones import BACKBONES
 from ladseg.models.heads import HEADS
 from ladseg.models.heads.fcn import AuxFCNHead
+from ladseg.models.label_branch import LabelBranch
 from ladseg.models.segmentor import Segmentor
 from ladseg.registry import Registry
 
 MODELS: Registry = Registry("model")
+IMAGE_CHANNELS = 3
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ def build_model(
     output_stride: int = 8,
     pretrained: str | None = None,
     head: dict | None = None,
+    label_branch: bool = False,
 ) -> Segmentor:
     """Build a segmentor, e.g. ``build_model("deeplabv3", "resnet18", 21, in_channels=4)``.
 
@@ -89,6 +92,9 @@ def build_model(
     ImageNet weights file for the backbone. ``head`` holds extra decode-head arguments
     (``channels``, ``dropout``, ...) and ``aux_dropout``, the FCN auxiliary head's dropout (0.1 by
     default; LAD's DeepLabV3 uses 0.01 in the ASPP projection, the head and the aux head).
+    ``label_branch``: the ``in_channels - 3`` label channels go through their own branch added to the
+    backbone's stem output (:mod:`ladseg.models.label_branch`, RITM's Conv1S) instead of a widened
+    first conv; the backbone then reads the 3 image channels alone.
     Unknown names raise ``ConfigError`` listing valid ones.
     """
     mdef = check_model_names(name, backbone)
@@ -101,7 +107,22 @@ def build_model(
             f"in_channels must be >= 3 (image channels, + label channels for LAD), got {in_channels}"
         )
 
-    bb = backbone_factory(in_channels=in_channels, output_stride=output_stride, pretrained=pretrained)
+    if label_branch and in_channels <= IMAGE_CHANNELS:
+        raise ConfigError(
+            f"model.label_branch reads the label channels after the {IMAGE_CHANNELS} image channels, but "
+            f"in_channels is {in_channels}: a label branch is for a LAD teacher (in_channels = 3 + label channels)"
+        )
+    bb_channels = IMAGE_CHANNELS if label_branch else in_channels
+    bb = backbone_factory(in_channels=bb_channels, output_stride=output_stride, pretrained=pretrained)
+    branch = None
+    if label_branch:
+        stem = (getattr(bb, "stem_channels", None), getattr(bb, "stem_stride", None))
+        if None in stem:
+            raise ConfigError(
+                f"backbone {backbone!r} declares no stem (stem_channels, stem_stride, forward_stem): "
+                "it cannot take model.label_branch"
+            )
+        branch = LabelBranch(in_channels - IMAGE_CHANNELS, int(stem[0]), stride=int(stem[1]))
     head_kwargs = dict(head or {})
     aux_kwargs = {"dropout": float(head_kwargs.pop("aux_dropout"))} if "aux_dropout" in head_kwargs else {}
     if _accepts(head_factory, "output_stride"):
@@ -111,7 +132,7 @@ def build_model(
     except TypeError as exc:  # an unknown head argument in a config
         raise ConfigError(f"bad arguments for head {mdef.head!r} of model {name!r}: {exc}") from None
     aux_head = AuxFCNHead(bb.out_channels[-2], num_classes, **aux_kwargs) if aux and mdef.fcn_aux else None
-    model = Segmentor(bb, decode_head, aux_head, aux_index=-2, name=f"{name}_{backbone}")
+    model = Segmentor(bb, decode_head, aux_head, aux_index=-2, name=f"{name}_{backbone}", label_branch=branch)
     # Plain data that rebuilds the architecture. The pretrained path is dropped: a checkpoint's
     # own weights replace it, and the file need not exist where the checkpoint is loaded.
     model.spec = {
@@ -124,6 +145,8 @@ def build_model(
         "pretrained": None,
         "head": dict(head or {}),
     }
+    if label_branch:  # recorded only when set: the specs of every other model stay as they were
+        model.spec["label_branch"] = True
     return model
 
 

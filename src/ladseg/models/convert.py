@@ -50,7 +50,8 @@ def to_image_only(model: Segmentor) -> tuple[Segmentor, int]:
 
     The reference code saves its LAD students with a 4-channel first conv and runs them with a zero
     4th channel (its ``eval.py``); a channel that is always zero adds nothing to the convolution, so
-    keeping the first conv's weights of the 3 image channels gives exactly the same logits.
+    keeping the first conv's weights of the 3 image channels gives exactly the same logits. A label
+    branch (``model.label_branch``, bias-free) is dropped: with a zero label it adds nothing either.
     Returns ``(model, channels dropped)``; a 3-channel ``model`` comes back unchanged with 0.
     """
     extra = int(model.in_channels) - 3
@@ -62,8 +63,11 @@ def to_image_only(model: Segmentor) -> tuple[Segmentor, int]:
             f"cannot find the first convolution of {model.spec['name']} to drop its extra channels"
         )
     state = model.state_dict()
+    # a label branch (bias-free, so a zero label adds exactly nothing) goes; a widened conv is cut to 3
+    state = {k: v for k, v in state.items() if not k.startswith("label_branch.")}
     state[key] = state[key][:, :3].clone()
-    image_only = build_model(**{**model.spec, "in_channels": 3})
+    spec = {k: v for k, v in model.spec.items() if k != "label_branch"}
+    image_only = build_model(**{**spec, "in_channels": 3})
     image_only.load_state_dict(state, strict=True)
     return image_only.train(model.training), extra
 

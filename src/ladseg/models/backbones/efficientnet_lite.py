@@ -189,6 +189,7 @@ class EfficientNetLite(Backbone):
         self.conv_stem = nn.Conv2d(in_channels, STEM_CHANNELS, 3, 2, 1, bias=False)
         self.bn0 = _bn(STEM_CHANNELS)
         self.act = nn.ReLU6(inplace=True)
+        self.stem_channels, self.stem_stride = STEM_CHANNELS, 2
 
         blocks: list[nn.Module] = []
         self._stage_ends: list[int] = []  # index of each stage's last block
@@ -236,8 +237,11 @@ class EfficientNetLite(Backbone):
             ignore_prefixes=_HEAD_PREFIXES,
         )
 
-    def forward(self, x: Tensor) -> list[Tensor]:
-        x = self.act(self.bn0(self.conv_stem(x)))
+    def forward_stem(self, x: Tensor) -> Tensor:
+        """conv_stem (stride 2) -> BN -> ReLU6."""
+        return self.act(self.bn0(self.conv_stem(x)))
+
+    def forward_stages(self, x: Tensor) -> list[Tensor]:
         feats = []
         for i, block in enumerate(self.blocks):
             x = block(x)

@@ -50,6 +50,7 @@ class MobileNetV2(Backbone):
             old = self.features[0][0]
             self.features[0][0] = nn.Conv2d(in_channels, old.out_channels, 3, stride=2, padding=1, bias=False)
             nn.init.kaiming_normal_(self.features[0][0].weight, mode="fan_out")
+        self.stem_channels, self.stem_stride = int(self.features[0][0].out_channels), 2
         self.strides: tuple[int, ...] = self._dilate(output_stride)
         self.out_channels: tuple[int, ...] = _OUT_CHANNELS
         if pretrained:
@@ -84,10 +85,14 @@ class MobileNetV2(Backbone):
     def first_conv(self) -> nn.Conv2d:
         return self.features[0][0]
 
-    def forward(self, x: Tensor) -> list[Tensor]:
+    def forward_stem(self, x: Tensor) -> Tensor:
+        """``features[0]``: conv (stride 2) -> BN -> ReLU6, 32 channels."""
+        return self.features[0](x)
+
+    def forward_stages(self, x: Tensor) -> list[Tensor]:
         feats = []
         for start, end in _STAGES:
-            for idx in range(start, end):
+            for idx in range(max(start, 1), end):  # features[0] is the stem
                 x = self.features[idx](x)
             feats.append(x)
         return feats

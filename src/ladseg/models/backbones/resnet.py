@@ -125,6 +125,7 @@ class ResNet(Backbone):
             self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
             self.bn1 = nn.BatchNorm2d(64)
             inplanes = 64
+        self.stem_channels, self.stem_stride = inplanes, 2
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
 
@@ -176,11 +177,15 @@ class ResNet(Backbone):
         """The conv that reads the input (widened for LAD's label channels)."""
         return self.conv1
 
-    def forward(self, x: Tensor) -> list[Tensor]:
+    def forward_stem(self, x: Tensor) -> Tensor:
+        """conv1 (stride 2) -> BN -> ReLU, then the deep stem's conv2 and conv3; before the max-pool."""
         x = self.relu(self.bn1(self.conv1(x)))
         if self.deep_stem:
             x = self.relu(self.bn2(self.conv2(x)))
             x = self.relu(self.bn3(self.conv3(x)))
+        return x
+
+    def forward_stages(self, x: Tensor) -> list[Tensor]:
         x = self.maxpool(x)
         c1 = self.layer1(x)
         c2 = self.layer2(c1)

@@ -101,6 +101,7 @@ class STDCNet(Backbone):
             in_ch = out_ch
             self._stage_ends.append(len(modules) - 1)
         self.features = nn.ModuleList(modules)
+        self.stem_channels, self.stem_stride = BASE // 2, 2
         self.out_channels: tuple[int, ...] = (BASE, BASE * 4, BASE * 8, BASE * 16)
         self.strides: tuple[int, ...] = (4, 8, 16, 32)
         init_weights(self)
@@ -117,11 +118,16 @@ class STDCNet(Backbone):
     def first_conv(self) -> nn.Conv2d:
         return self.features[0].conv
 
-    def forward(self, x: Tensor) -> list[Tensor]:
+    def forward_stem(self, x: Tensor) -> Tensor:
+        """``features[0]``: the first stride-2 ConvX (32 channels at 1/2)."""
+        return self.features[0](x)
+
+    def forward_stages(self, x: Tensor) -> list[Tensor]:
         feats = []
         ends = set(self._stage_ends)
         for i, module in enumerate(self.features):
-            x = module(x)
+            if i > 0:  # features[0] is the stem
+                x = module(x)
             if i in ends:
                 feats.append(x)
         return feats
