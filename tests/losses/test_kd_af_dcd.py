@@ -214,7 +214,7 @@ def test_method_reads_the_backbone_and_resumes_exactly() -> None:
     b = resumed(batch)["kd_af_dcd"]
     assert a.item() == b.item()
     exported = m.export_model().state_dict()  # the adapter and projector stay with the method state
-    assert exported.keys() == m.student.state_dict().keys() and not any("projector" in k for k in exported)
+    assert exported.keys() == m.network.state_dict().keys() and not any("projector" in k for k in exported)
 
 
 def test_camvid_benchmark_pair_takes_a_step_at_the_quick_profile_size() -> None:

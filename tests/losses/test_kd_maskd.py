@@ -195,7 +195,7 @@ def test_distill_reads_the_teacher_aux_logits_and_exports_the_student_only(tmp_p
     out["loss"].backward()
     assert out["kd_maskd"].item() > 0 and all(p.grad is None for p in m.teacher.parameters())
     assert "kd_losses.0.tokens" in m.state_dict()  # a resumed run keeps the tokens it started with
-    assert m.export_model().state_dict().keys() == m.student.state_dict().keys()
+    assert m.export_model().state_dict().keys() == m.network.state_dict().keys()
 
 
 # -- the two stages through the engine --------------------------------------------------------

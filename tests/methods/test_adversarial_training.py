@@ -72,7 +72,7 @@ def test_one_step_trains_the_discriminator_and_the_student(tmp_path: Path, tiny_
         assert int(adv.optimizer().state_dict()["state"][0]["step"]) == 1
         # the generator term's gradient reaches the student
         method = trainer.method
-        student = method.student
+        student = method.network
         student.zero_grad(set_to_none=True)
         image = batch["image"]
         with torch.no_grad():

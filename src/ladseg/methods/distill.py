@@ -82,12 +82,12 @@ class Distill(Method[DistillParams]):
     needs_teacher = True
 
     def __init__(
-        self, student: Segmentor, params: DistillParams, num_classes: int, ignore_index: int = IGNORE_INDEX
+        self, network: Segmentor, params: DistillParams, num_classes: int, ignore_index: int = IGNORE_INDEX
     ) -> None:
-        super().__init__(student, params, num_classes, ignore_index)
-        if student.in_channels != 3:
+        super().__init__(network, params, num_classes, ignore_index)
+        if network.in_channels != 3:
             raise ConfigError(
-                f"the distillation student must read 3 image channels, got in_channels={student.in_channels}"
+                f"the distillation student must read 3 image channels, got in_channels={network.in_channels}"
             )
         self.teacher_encoder = LabelEncoder(params.teacher_label, num_classes, ignore_index)
         #: the normalisation the teacher reads when it differs from the batches' (None: the batch as is)
@@ -120,7 +120,7 @@ class Distill(Method[DistillParams]):
             check_label_input(teacher, self.teacher_encoder, "the label-assisted teacher")
         super().set_teacher(teacher)
         if len(self.kd_losses) == 0:
-            self._build_losses(feature_channels(self.student), feature_channels(teacher))
+            self._build_losses(feature_channels(self.network), feature_channels(teacher))
 
     def _teacher_label_encoder(self, meta: dict[str, Any]) -> LabelEncoder:
         """The teacher's label channel: what its checkpoint declares (:func:`reconcile_encoding`), else the
@@ -147,7 +147,7 @@ class Distill(Method[DistillParams]):
                 )  # fmt: skip
             except (ConfigError, ValueError) as exc:  # a value out of range, or widths that cannot meet
                 raise ConfigError(f"method.kd_losses[{i}] ({spec.name}): {exc}") from exc
-            ref = next(self.student.parameters())
+            ref = next(self.network.parameters())
             self.kd_losses.append(loss.to(ref.device))
             self.kd_weights.append(float(spec.weight if spec.weight is not None else loss.default_weight))
             name = f"kd_{spec.name}"
@@ -200,7 +200,7 @@ class Distill(Method[DistillParams]):
         y = batch["mask"]
         with torch.no_grad():
             t: SegOutput = self._run_teacher(teacher, self.teacher_input(batch))
-        s: SegOutput = self.student(batch["image"], keep_backbone=self._keep_backbone())
+        s: SegOutput = self.network(batch["image"], keep_backbone=self._keep_backbone())
         ce, aux = seg_ce(s, y, self.ignore_index, p.aux_weight)
         loss = ce + p.aux_weight * aux
         terms: dict[str, Tensor] = {"ce": ce.detach(), "aux": aux.detach()}

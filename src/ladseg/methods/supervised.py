@@ -31,6 +31,6 @@ class Supervised(Method[SupervisedParams]):
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         mask = batch["mask"]
-        out = self.student(batch["image"])
+        out = self.network(batch["image"])
         ce, aux = seg_ce(out, mask, self.ignore_index, self.params.aux_weight)
         return {"loss": ce + self.params.aux_weight * aux, "ce": ce, "aux_ce": aux}
