@@ -164,8 +164,9 @@ def check_format(meta: dict[str, Any], path: str | Path | None) -> None:
 
 
 #: module names of a method's resume state that were renamed (old -> new): the config's network was
-#: ``student``, which a LAD teacher is not
-RENAMED_METHOD_MODULES = {"student": "network"}
+#: ``student``, which a LAD teacher is not; distillation's built losses shared the name of their specs
+#: (the config's ``method.kd_losses``)
+RENAMED_METHOD_MODULES = {"student": "network", "kd_losses": "loss_modules"}
 
 
 def _renamed(name: str) -> str:
