@@ -25,7 +25,7 @@ class SupervisedParams(MethodParams):
 
 @METHODS.register("supervised")
 class Supervised(Method[SupervisedParams]):
-    """Cross-entropy on the student's main and auxiliary logits."""
+    """Cross-entropy on the network's main and auxiliary logits (a baseline student or a teacher)."""
 
     Params = SupervisedParams
 
