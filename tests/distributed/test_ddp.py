@@ -60,7 +60,7 @@ def test_two_gloo_processes_train_agree_and_shard_evaluation(tmp_path: Path) -> 
     run = tmp_path / "run"
     saved = load_checkpoint(run / "last.pth")
     for key, value in saved["model"].items():
-        torch.testing.assert_close(value, r0["state"][f"student.{key}"], rtol=0, atol=0, msg=key)
+        torch.testing.assert_close(value, r0["state"][f"network.{key}"], rtol=0, atol=0, msg=key)
     # Rank 0 alone wrote the run folder: one record per interval, no duplicates.
     records = read_metrics(run)
     assert [r["iter"] for r in records if r["type"] == "train"] == [1, 2, 3]

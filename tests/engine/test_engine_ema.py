@@ -76,7 +76,7 @@ def test_trainer_saves_and_resumes_the_average(tiny_root: Path, tmp_path: Path) 
     last = load_checkpoint(tmp_path / "a" / "last.pth")
     # 'model' holds the average; the raw weights are in the resume state and differ from it
     raw = {
-        k.removeprefix("student."): v for k, v in last["state"]["method"].items() if k.startswith("student.")
+        k.removeprefix("network."): v for k, v in last["state"]["method"].items() if k.startswith("network.")
     }
     key = next(k for k in last["model"] if k.endswith("weight") and last["model"][k].dim() == 4)
     torch.testing.assert_close(last["model"][key], last["state"]["ema"]["shadow"][key])

@@ -9,7 +9,7 @@ import torch
 from tiny_data import tiny_config
 
 from ladseg.data.transforms import renormalize
-from ladseg.engine.builders import build_method_from_config, build_student, build_teacher
+from ladseg.engine.builders import build_method_from_config, build_teacher, build_trained_network
 from ladseg.engine.checkpoint import save_checkpoint
 from ladseg.errors import ConfigError
 from ladseg.models import build_model
@@ -29,7 +29,7 @@ def test_teacher_checkpoint_normalisation_reaches_the_method(tmp_path: Path, tin
     )  # fmt: skip
     assert cfg.data.normalize == "imagenet"
     teacher = build_teacher(cfg, 3)
-    method = build_method_from_config(cfg, build_student(cfg, 3), 3, teacher)
+    method = build_method_from_config(cfg, build_trained_network(cfg, 3), 3, teacher)
     assert method.teacher_normalize == "reference_bgr"
     x = torch.randn(2, 3, 32, 32)
     batch = {"image": x, "mask": torch.zeros(2, 32, 32, dtype=torch.long)}
@@ -42,6 +42,6 @@ def test_init_checkpoint_of_another_normalisation_is_an_error(tmp_path: Path, ti
     with pytest.raises(
         ConfigError, match=r"trained on 'reference_bgr' input but data.normalize is 'imagenet'"
     ):
-        build_student(cfg, 3)
+        build_trained_network(cfg, 3)
     cfg.data.normalize = "reference_bgr"
-    assert build_student(cfg, 3).num_classes == 3  # the matching normalisation loads
+    assert build_trained_network(cfg, 3).num_classes == 3  # the matching normalisation loads

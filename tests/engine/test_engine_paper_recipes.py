@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ladseg.engine.builders import build_student
+from ladseg.engine.builders import build_trained_network
 from ladseg.engine.config import load_config
 from ladseg.errors import ConfigError
 
@@ -27,7 +27,7 @@ def test_paper_runs_never_start_silently_from_random_weights(path: Path) -> None
     cfg = load_config(path)
     assert cfg.model.pretrained == "required"
     with pytest.raises(ConfigError, match="model.pretrained=path/to/resnet18_deep_stem_imagenet.pth"):
-        build_student(cfg, 19)
+        build_trained_network(cfg, 19)
     if path.parent.name in ("voc", "cityscapes"):  # CIRKD's train_baseline / train_kd recipe
         o = cfg.optim
         assert (o.lr, o.warmup_iters, cfg.data.batch_size, cfg.train.iters) == (0.02, 0, 16, 40000)
@@ -40,7 +40,7 @@ def test_fine_tuning_recipes_need_their_start(path: Path) -> None:
     cfg = load_config(path)
     assert cfg.train.init_checkpoint == "required" and cfg.optim.lr == 0.001
     with pytest.raises(ConfigError, match="train.init_checkpoint=path/to/best.pth"):
-        build_student(cfg, 19)
+        build_trained_network(cfg, 19)
 
 
 @pytest.mark.parametrize("path", _configs("lad_teacher_*.yaml"), ids=_id)

@@ -5,7 +5,7 @@ import torch
 from tiny_data import tiny_config
 from torch import nn
 
-from ladseg.engine.builders import build_student, build_teacher
+from ladseg.engine.builders import build_teacher, build_trained_network
 from ladseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from ladseg.engine.config import load_config
 from ladseg.engine.logging import read_metrics
@@ -84,7 +84,7 @@ def test_init_checkpoint_and_teacher_checks(tiny_root: Path, tmp_path: Path) -> 
     other = build_model("fcn", "resnet18", 3, head={"channels": 16})
     save_checkpoint(tmp_path / "init.pth", {"model": other.state_dict(), "meta": {"spec": other.spec}})
     cfg = tiny_config(tiny_root, tmp_path / "r", train={"init_checkpoint": str(tmp_path / "init.pth")})
-    student = build_student(cfg, 3)
+    student = build_trained_network(cfg, 3)
     for key, value in other.state_dict().items():
         assert torch.equal(student.state_dict()[key], value)
     five = build_model("fcn", "resnet18", 5, head={"channels": 16})

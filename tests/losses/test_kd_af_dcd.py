@@ -197,13 +197,13 @@ def _method(seed: int) -> nn.Module:
 
 def test_method_reads_the_backbone_and_resumes_exactly() -> None:
     m = _method(0)
-    assert (m.kd_losses[0].align.in_channels, m.kd_losses[0].align.out_channels) == (8, 12)
+    assert (m.loss_modules[0].align.in_channels, m.loss_modules[0].align.out_channels) == (8, 12)
     batch = {"image": torch.randn(2, 3, 32, 32), "mask": torch.randint(0, 5, (2, 32, 32))}
     opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1)
     torch.manual_seed(3)
     out = m(batch)
     out["loss"].backward()
-    assert m.kd_losses[0].projector[0].weight.grad.abs().sum() > 0
+    assert m.loss_modules[0].projector[0].weight.grad.abs().sum() > 0
     opt.step()
     resumed = _method(1)  # other initial weights: everything must come from the state
     resumed.load_state_dict(m.state_dict())
@@ -214,7 +214,7 @@ def test_method_reads_the_backbone_and_resumes_exactly() -> None:
     b = resumed(batch)["kd_af_dcd"]
     assert a.item() == b.item()
     exported = m.export_model().state_dict()  # the adapter and projector stay with the method state
-    assert exported.keys() == m.student.state_dict().keys() and not any("projector" in k for k in exported)
+    assert exported.keys() == m.network.state_dict().keys() and not any("projector" in k for k in exported)
 
 
 def test_camvid_benchmark_pair_takes_a_step_at_the_quick_profile_size() -> None:
@@ -229,4 +229,4 @@ def test_camvid_benchmark_pair_takes_a_step_at_the_quick_profile_size() -> None:
     out = m.train()({"image": torch.randn(2, 3, 64, 64), "mask": torch.randint(0, 11, (2, 64, 64))})
     assert torch.isfinite(out["kd_af_dcd"]) and out["kd_af_dcd"].item() > 0
     out["loss"].backward()
-    assert m.kd_losses[1].align.weight.shape[:2] == (352, 1024)
+    assert m.loss_modules[1].align.weight.shape[:2] == (352, 1024)

@@ -190,12 +190,12 @@ def test_distill_reads_the_teacher_aux_logits_and_exports_the_student_only(tmp_p
         teacher=tiny_segmentor(12, 5, stride2=1),
         normalize=input_normalization("imagenet"),
     ).train()
-    assert m.kd_losses[0].uses_teacher_aux
+    assert m.loss_modules[0].uses_teacher_aux
     out = m({"image": torch.randn(2, 3, 32, 32), "mask": torch.randint(0, 5, (2, 32, 32))})
     out["loss"].backward()
     assert out["kd_maskd"].item() > 0 and all(p.grad is None for p in m.teacher.parameters())
-    assert "kd_losses.0.tokens" in m.state_dict()  # a resumed run keeps the tokens it started with
-    assert m.export_model().state_dict().keys() == m.student.state_dict().keys()
+    assert "loss_modules.0.tokens" in m.state_dict()  # a resumed run keeps the tokens it started with
+    assert m.export_model().state_dict().keys() == m.network.state_dict().keys()
 
 
 # -- the two stages through the engine --------------------------------------------------------
@@ -229,8 +229,8 @@ def test_token_stage_then_distillation_through_the_engine(tiny_root: Path, tmp_p
     )  # fmt: skip
     train(stage2)
     kd = load_checkpoint(tmp_path / "kd" / "last.pth")
-    assert torch.equal(kd["state"]["method"]["kd_losses.0.tokens"], tokens)
-    assert not any("kd_losses" in k or "tokens" in k for k in kd["model"])
+    assert torch.equal(kd["state"]["method"]["loss_modules.0.tokens"], tokens)
+    assert not any("loss_modules" in k or "tokens" in k for k in kd["model"])
 
 
 # -- the shipped stage pairs ------------------------------------------------------------------

@@ -51,7 +51,10 @@ def _step(method: str, student: Segmentor, teacher: Segmentor) -> None:
     opt.zero_grad()
     out["loss"].backward()
     assert all(p.grad is None for p in teacher.parameters())
-    for name, p in m.kd_losses.named_parameters():  # adapters / projectors / critics train with the student
+    for (
+        name,
+        p,
+    ) in m.loss_modules.named_parameters():  # adapters / projectors / critics train with the student
         assert p.grad is not None, name
     assert student.backbone.first_conv.weight.grad.abs().sum() > 0
     opt.step()

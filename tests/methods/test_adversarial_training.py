@@ -42,7 +42,7 @@ def _sections(tmp_path: Path, **train_keys: Any) -> dict[str, Any]:
 
 
 def _adv(trainer: Trainer) -> AdversarialLoss:
-    (loss,) = [m for m in trainer.method.kd_losses if isinstance(m, AdversarialLoss)]
+    (loss,) = [m for m in trainer.method.loss_modules if isinstance(m, AdversarialLoss)]
     return loss
 
 
@@ -72,7 +72,7 @@ def test_one_step_trains_the_discriminator_and_the_student(tmp_path: Path, tiny_
         assert int(adv.optimizer().state_dict()["state"][0]["step"]) == 1
         # the generator term's gradient reaches the student
         method = trainer.method
-        student = method.student
+        student = method.network
         student.zero_grad(set_to_none=True)
         image = batch["image"]
         with torch.no_grad():
@@ -103,8 +103,8 @@ def test_resume_is_exact_and_the_exported_model_has_no_discriminator(tmp_path: P
     assert d_keys
     for key in d_keys:
         assert torch.equal(w_state[key], s_state[key]), key
-    w_opt = whole["state"]["separate_optimizers"]["kd_losses.1"]["state"]
-    s_opt = split["state"]["separate_optimizers"]["kd_losses.1"]["state"]
+    w_opt = whole["state"]["separate_optimizers"]["loss_modules.1"]["state"]
+    s_opt = split["state"]["separate_optimizers"]["loss_modules.1"]["state"]
     assert int(w_opt[0]["step"]) == 5 and w_opt.keys() == s_opt.keys()
     for i in w_opt:
         for name in ("exp_avg", "exp_avg_sq"):

@@ -25,7 +25,7 @@ def test_dist_reads_the_frozen_teachers_aux_logits(batch: dict) -> None:
     with torch.no_grad():
         feats = teacher.backbone(batch["image"])
         t_main, t_aux = teacher.decode_head(feats).logits, teacher.aux_head(feats[-2])
-        s = method.student(batch["image"])  # no dropout / BN randomness in the tiny net's output
+        s = method.network(batch["image"])  # no dropout / BN randomness in the tiny net's output
         expected = dist_loss(s.logits, t_main) + 0.4 * dist_loss(s.aux_logits, t_aux)
         main_only = dist_loss(s.logits, t_main)
     assert out["kd_dist"].item() == pytest.approx(expected.item(), rel=1e-5)

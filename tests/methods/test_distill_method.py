@@ -45,7 +45,7 @@ def test_terms_add_up_with_reference_weights(batch: dict) -> None:
     )
     torch.manual_seed(1)
     t = method.teacher(method.teacher_input(batch))
-    s = method.student(batch["image"])
+    s = method.network(batch["image"])
     assert out["kd_cwd"].item() == pytest.approx(cwd_loss(s.logits, t.logits, 4.0).item(), rel=1e-5)
 
 
@@ -62,15 +62,15 @@ def test_teacher_is_frozen_and_outside_the_module_tree(batch: dict) -> None:
     assert not teacher.training and all(not p.requires_grad for p in teacher.parameters())
     names = dict(method.named_parameters())
     assert not any(name.startswith("_teacher") for name in names)
-    assert "kd_losses.1.adapter.0.weight" in names  # 16 -> 24 channel adapter is trained and saved
-    assert "kd_losses.1.adapter.0.weight" in method.state_dict()
+    assert "loss_modules.1.adapter.0.weight" in names  # 16 -> 24 channel adapter is trained and saved
+    assert "loss_modules.1.adapter.0.weight" in method.state_dict()
     exported = method.export_model()
-    assert exported is method.student and not any("adapter" in k for k in exported.state_dict())
+    assert exported is method.network and not any("adapter" in k for k in exported.state_dict())
     out = method(batch)
     assert set(out) == {"loss", "ce", "aux", "kd_cwd", "kd_cwd_feature", "kd_kd"}
     out["loss"].backward()
     assert all(p.grad is None for p in teacher.parameters())
-    assert method.kd_losses[1].adapter[0].weight.grad is not None
+    assert method.loss_modules[1].adapter[0].weight.grad is not None
     assert method.kd_weights == [3.0, 1.0, 1.0]
 
 

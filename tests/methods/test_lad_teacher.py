@@ -36,14 +36,14 @@ def test_terms_add_up_with_reference_weights(batch: dict) -> None:
 def test_consistency_is_stop_gradient_both_ways(batch: dict) -> None:
     """The gradient equals that of CE(o1) + CE(o2) + D(o1 -> sg(o2)) + D(o2 -> sg(o1)), computed by hand."""
     method = _teacher(consistency_weight=1.0, aux_weight=0.0)
-    params = list(method.student.parameters())
+    params = list(method.network.parameters())
     torch.manual_seed(5)
     out = method(batch)
     grads = torch.autograd.grad(out["loss"], params, allow_unused=True)
     torch.manual_seed(5)  # the same codes and noise again
     e1, e2 = method.encoder(batch["mask"]), method.encoder(batch["mask"])
-    o1 = method.student(torch.cat([batch["image"], e1], 1))
-    o2 = method.student(torch.cat([batch["image"], e2], 1))
+    o1 = method.network(torch.cat([batch["image"], e1], 1))
+    o2 = method.network(torch.cat([batch["image"], e2], 1))
     ce = sum(
         F.cross_entropy(resize_logits(o.logits, (16, 16)), batch["mask"], ignore_index=255) for o in (o1, o2)
     )
@@ -144,12 +144,12 @@ def test_image_drop_blanks_whole_images_in_both_paths(batch: dict) -> None:
     """With image_drop 1 every image is blank: the network sees zeros + its label, in both paths."""
     seen: list[torch.Tensor] = []
     method = _teacher(image_drop=1.0)
-    method.student.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    method.network.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
     method(batch)
     assert len(seen) == 2 and all(not s[:, :3].any() and s[:, 3].abs().sum() > 0 for s in seen)
     seen.clear()
     _keep = _teacher(image_drop=0.0)
-    _keep.student.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    _keep.network.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
     _keep(batch)
     assert all(torch.equal(s[:, :3], batch["image"]) for s in seen)
     with pytest.raises(ConfigError, match="image_drop"):

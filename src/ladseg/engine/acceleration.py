@@ -6,7 +6,7 @@ rounding), and each was picked by measurement (``ladseg bench``, docs/bench.md) 
 - ``train.channels_last: auto`` is on for CPU and CUDA: on a 2-core CPU it made the steps
   1.03-1.08x faster for DeepLabV3-R18 and STDC1 and 1.5-1.9x for DeepLabV3 on EfficientNet-Lite0
   at batch 4, crop 192 (NCHW was only faster at toy sizes; docs/bench.md); on GPUs it is what
-  tensor-core convolutions want. The frozen teacher follows the student.
+  tensor-core convolutions want. The frozen teacher follows the trained network.
 - ``train.compile: auto`` compiles on CUDA when the steps left in this process repay the compile
   time (:data:`COMPILE_PAYS_AFTER`, where Triton is installed), and never on the CPU: on a
   2-core CPU, compiling gave 0.95-1.02x alone, 0.99-1.10x on top of channels_last (DeepLabV3-R18)
@@ -146,8 +146,8 @@ def compile_options() -> dict[str, Any]:
 
 
 def compile_method(method: Method) -> None:
-    """Compile the student in place (``state_dict`` keys unchanged) and the frozen teacher's forward."""
-    method.student.compile(**compile_options())
+    """Compile the trained network in place (``state_dict`` keys unchanged) and the frozen teacher's forward."""
+    method.network.compile(**compile_options())
     teacher = method.teacher
     if teacher is not None:
         frozen_forward(teacher, compile_it=True)

@@ -140,10 +140,10 @@ def build_network(
     )
 
 
-def build_student(cfg: Config, num_classes: int) -> Segmentor:
+def build_trained_network(cfg: Config, num_classes: int) -> Segmentor:
     """The trained network; ``train.init_checkpoint`` starts it from trained weights (fine-tuning).
 
-    The checkpoint's input normalisation must be the config's (``data.normalize``): the student reads
+    The checkpoint's input normalisation must be the config's (``data.normalize``): the network reads
     the batches as they are, and fine-tuning weights trained on another input would start from a
     network that sees garbage (e.g. a reference checkpoint, BGR 0-255, fed ImageNet-normalised RGB).
     A LAD teacher (``model.in_channels`` 3 + k) may start from an image-only checkpoint, the trained
@@ -157,16 +157,16 @@ def build_student(cfg: Config, num_classes: int) -> Segmentor:
             "train.init_checkpoint: this recipe starts from a trained checkpoint (see the config's header, "
             "e.g. the supervised baseline's best.pth); pass train.init_checkpoint=path/to/best.pth"
         )
-    student = build_network(cfg.model, num_classes, pretrained_needed=not init)
+    network = build_network(cfg.model, num_classes, pretrained_needed=not init)
     if init:
-        meta = load_weights_into(student, init, widen_input=True)
+        meta = load_weights_into(network, init, widen_input=True)
         declared = meta.get("normalize")
         if declared and declared != cfg.data.normalize:
             raise ConfigError(
                 f"train.init_checkpoint {cfg.train.init_checkpoint} was trained on {declared!r} input but "
                 f"data.normalize is {cfg.data.normalize!r}: set data.normalize={declared} to fine-tune it"
             )
-    return student
+    return network
 
 
 def build_teacher(cfg: Config, num_classes: int) -> Segmentor:
@@ -197,14 +197,14 @@ def method_class(name: str) -> type[Method]:
 
 
 def build_method_from_config(
-    cfg: Config, student: Segmentor, num_classes: int, teacher: Segmentor | None
+    cfg: Config, network: Segmentor, num_classes: int, teacher: Segmentor | None
 ) -> Method:
     """The config's method (its section already typed and checked when the config was read)."""
     try:
         return build_method(
             cfg.method_name,
             cfg.method,
-            student,
+            network,
             num_classes,
             teacher=teacher,
             normalize=input_normalization(cfg.data.normalize),
@@ -233,7 +233,7 @@ def build_optimizer(method: Method, cfg: Config) -> torch.optim.Optimizer:
     o = cfg.optim
     if o.name not in OPTIMIZERS:
         raise ConfigError(f"optim.name: unknown optimiser {o.name!r}; valid: {sorted(OPTIMIZERS)}")
-    backbone_ids = {id(p) for p in method.student.backbone.parameters()}
+    backbone_ids = {id(p) for p in method.network.backbone.parameters()}
     excluded = {id(p) for p in method.separately_optimized_parameters()}  # e.g. a discriminator's own Adam
     params = [p for p in method.parameters() if p.requires_grad and id(p) not in excluded]
     groups = [

@@ -25,6 +25,7 @@ import inspect
 import os
 import shutil
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,43 @@ def check_format(meta: dict[str, Any], path: str | Path | None) -> None:
             f"{path or 'checkpoint'} has checkpoint format {found!r} (written by ladseg {writer}); "
             f"ladseg {__version__} reads formats up to {CHECKPOINT_FORMAT}: upgrade ladseg to read it"
         )
+
+
+#: module names of a method's resume state that were renamed (old -> new): the config's network was
+#: ``student``, which a LAD teacher is not; distillation's built losses shared the name of their specs
+#: (the config's ``method.kd_losses``)
+RENAMED_METHOD_MODULES = {"student": "network", "kd_losses": "loss_modules"}
+
+
+def _renamed(name: str) -> str:
+    """A module name or state-dict key under its current name (``student.head.x`` -> ``network.head.x``)."""
+    for old, new in RENAMED_METHOD_MODULES.items():
+        if name == old or name.startswith(old + "."):
+            return new + name[len(old) :]
+    return name
+
+
+def migrate_resume_state(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with the old module names of ``state.method`` and ``state.separate_optimizers`` renamed,
+    so a resume checkpoint of an earlier ladseg resumes exactly.
+
+    Keyed off the names, not ``meta.format``: the format is the layout every reader relies on (``model``,
+    ``meta``, ``state``), which did not change; only resuming reads these names and no method has a
+    module of an old name, so each key says its own age. A format bump would make earlier versions
+    refuse to predict from new checkpoints whose ``model`` they read as before.
+    """
+    state = dict(state)
+    method = state.get("method")
+    if isinstance(method, dict):
+        renamed: dict[str, Any] = OrderedDict((_renamed(k), v) for k, v in method.items())
+        metadata = getattr(method, "_metadata", None)
+        if metadata is not None:  # per-module versions, which e.g. BatchNorm's loading reads
+            renamed._metadata = OrderedDict((_renamed(k), v) for k, v in metadata.items())  # type: ignore[attr-defined]
+        state["method"] = renamed
+    optimizers = state.get("separate_optimizers")
+    if isinstance(optimizers, dict):
+        state["separate_optimizers"] = {_renamed(k): v for k, v in optimizers.items()}
+    return state
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

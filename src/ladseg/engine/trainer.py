@@ -1,6 +1,6 @@
 """The one training engine every method plugs into.
 
-``train(cfg)`` builds data, the student (and a frozen teacher when the method needs one), the
+``train(cfg)`` builds data, the network of ``model:`` (and a frozen teacher when the method needs one), the
 method, SGD with a poly schedule, then runs an iteration-based loop::
 
     for each iteration:  lr <- poly(i);  terms = module(batch);  backward/step (autocast, scaler)
@@ -15,7 +15,7 @@ raw weights stay in the resume state.
 ``self.module`` is what the loop calls: the method, or DistributedDataParallel around it when
 launched by torchrun (``WORLD_SIZE > 1``; see :mod:`ladseg.engine.dist`). Under a process group
 the global ``data.batch_size`` is split over the processes, training data comes from a
-DistributedSampler, the student's BatchNorm becomes SyncBatchNorm (``train.sync_bn``; CUDA only),
+DistributedSampler, the method's BatchNorm becomes SyncBatchNorm (``train.sync_bn``; CUDA only),
 each rank draws its own augmentation and label-code randomness (seed + rank), validation runs on
 unpadded shards with the confusion matrix summed over ranks, and only rank 0 writes files.
 The frozen teacher lives outside the method's module tree, so it never enters DDP.
@@ -50,8 +50,8 @@ from ladseg.engine.builders import (
     build_method_from_config,
     build_optimizer,
     build_split,
-    build_student,
     build_teacher,
+    build_trained_network,
     dataset_num_classes,
     method_class,
     resolve_device,
@@ -61,6 +61,7 @@ from ladseg.engine.checkpoint import (
     check_format,
     check_model_spec,
     load_checkpoint,
+    migrate_resume_state,
     save_checkpoint,
     use_previous_checkpoint,
 )
@@ -150,11 +151,11 @@ class Trainer:
     # -- construction ----------------------------------------------------------------------
     def _build_method(self) -> Any:
         cfg = self.cfg
-        student = build_student(cfg, self.num_classes)
+        network = build_trained_network(cfg, self.num_classes)
         teacher = (
             build_teacher(cfg, self.num_classes) if method_class(cfg.method_name).needs_teacher else None
         )
-        method = build_method_from_config(cfg, student, self.num_classes, teacher)
+        method = build_method_from_config(cfg, network, self.num_classes, teacher)
         method.to(self.device)
         if method.teacher is not None:
             method.teacher.to(self.device)
@@ -308,6 +309,7 @@ class Trainer:
         check_model_spec(self.method.export_model(), payload["meta"].get("spec"), str(path))
         changes = changed_settings(payload["meta"].get("config"), self.cfg.to_dict())
         refuse_changes(changes, path)  # before any state is touched
+        state = migrate_resume_state(state)  # module names of earlier versions
         self.method.load_state_dict(state["method"])
         configured = hyperparameters(self.optimizer)
         self.optimizer.load_state_dict(state["optimizer"])

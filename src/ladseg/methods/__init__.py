@@ -1,6 +1,6 @@
 """Training methods (task modules): supervised, LAD teacher, distillation, KD baselines.
 
-``build_method(name, params, student, num_classes, ignore_index, teacher, normalize)`` is what the
+``build_method(name, params, network, num_classes, ignore_index, teacher, normalize)`` is what the
 engine calls. The registry ``METHODS`` lives beside the base class (``base.py``); each method module
 registers itself there and is imported explicitly below.
 """
@@ -19,7 +19,7 @@ from ladseg.models.segmentor import Segmentor
 def build_method(
     name: str,
     params: dict[str, Any] | MethodParams | None,
-    student: Segmentor,
+    network: Segmentor,
     num_classes: int,
     ignore_index: int = IGNORE_INDEX,
     teacher: Segmentor | None = None,
@@ -38,20 +38,20 @@ def build_method(
     except KeyError as exc:
         raise ConfigError(str(exc.args[0])) from None
     parsed = cls.parse_params(params)
-    if student.num_classes != num_classes:
+    if network.num_classes != num_classes:
         raise ConfigError(
-            f"the model predicts {student.num_classes} classes but the dataset has {num_classes}"
+            f"the model predicts {network.num_classes} classes but the dataset has {num_classes}"
         )
     if cls.needs_teacher:
         if teacher is None:
             raise ConfigError(
                 f"method {name!r} needs a teacher: set teacher.config (or teacher.model) and teacher.checkpoint"
             )
-        if teacher.num_classes != student.num_classes:
+        if teacher.num_classes != network.num_classes:
             raise ConfigError(
-                f"teacher and student disagree on the classes: teacher {teacher.num_classes}, student {student.num_classes}"
+                f"teacher and student disagree on the classes: teacher {teacher.num_classes}, student {network.num_classes}"
             )
-    method = cls(student, parsed, num_classes, ignore_index)
+    method = cls(network, parsed, num_classes, ignore_index)
     if normalize is not None:
         method.set_data_normalization(normalize)
     if cls.needs_teacher and teacher is not None:

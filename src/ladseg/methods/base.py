@@ -73,7 +73,7 @@ P = TypeVar("P", bound=MethodParams)
 class Method(nn.Module, Generic[P]):
     """Base class. Subclasses set ``Params`` and implement :meth:`forward`.
 
-    Registered modules (``student`` and any ``adapters``) are trained and saved;
+    Registered modules (``network`` and any loss modules) are trained and saved;
     ``forward(batch)`` returns ``{"loss": total, <term>: value, ...}``.
     """
 
@@ -82,10 +82,12 @@ class Method(nn.Module, Generic[P]):
     needs_teacher: ClassVar[bool] = False
 
     def __init__(
-        self, student: Segmentor, params: P, num_classes: int, ignore_index: int = IGNORE_INDEX
+        self, network: Segmentor, params: P, num_classes: int, ignore_index: int = IGNORE_INDEX
     ) -> None:
         super().__init__()
-        self.student = student
+        #: the config's ``model:`` network, not always a student: a LAD teacher under ``lad_teacher``
+        #: (its name is the state-dict prefix; earlier checkpoints say ``student.``: see migrate_resume_state)
+        self.network = network
         self.params = params
         self.num_classes = num_classes
         self.ignore_index = ignore_index
@@ -178,12 +180,12 @@ class Method(nn.Module, Generic[P]):
         raise ConfigError(f"method {type(self).__name__} reads no label channels")
 
     def eval_model(self) -> Segmentor:
-        """The network that validation runs (the student for most methods)."""
-        return self.student
+        """The network that validation runs (``network`` unless a method says otherwise)."""
+        return self.network
 
     def export_model(self) -> Segmentor:
         """The network users deploy (saved as the run's model)."""
-        return self.student
+        return self.network
 
     @classmethod
     def parse_params(cls, raw: dict[str, Any] | MethodParams | None) -> MethodParams:

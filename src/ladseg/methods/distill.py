@@ -82,17 +82,18 @@ class Distill(Method[DistillParams]):
     needs_teacher = True
 
     def __init__(
-        self, student: Segmentor, params: DistillParams, num_classes: int, ignore_index: int = IGNORE_INDEX
+        self, network: Segmentor, params: DistillParams, num_classes: int, ignore_index: int = IGNORE_INDEX
     ) -> None:
-        super().__init__(student, params, num_classes, ignore_index)
-        if student.in_channels != 3:
+        super().__init__(network, params, num_classes, ignore_index)
+        if network.in_channels != 3:
             raise ConfigError(
-                f"the distillation student must read 3 image channels, got in_channels={student.in_channels}"
+                f"the distillation student must read 3 image channels, got in_channels={network.in_channels}"
             )
         self.teacher_encoder = LabelEncoder(params.teacher_label, num_classes, ignore_index)
         #: the normalisation the teacher reads when it differs from the batches' (None: the batch as is)
         self.teacher_normalize: str | None = None
-        self.kd_losses = nn.ModuleList()
+        #: the losses built from ``params.kd_losses`` (their specs), in order; trained and saved with the method
+        self.loss_modules = nn.ModuleList()
         self.kd_weights: list[float] = []
         self.kd_names: list[str] = []
 
@@ -119,8 +120,8 @@ class Distill(Method[DistillParams]):
             self.teacher_encoder = self._teacher_label_encoder(meta)
             check_label_input(teacher, self.teacher_encoder, "the label-assisted teacher")
         super().set_teacher(teacher)
-        if len(self.kd_losses) == 0:
-            self._build_losses(feature_channels(self.student), feature_channels(teacher))
+        if len(self.loss_modules) == 0:
+            self._build_losses(feature_channels(self.network), feature_channels(teacher))
 
     def _teacher_label_encoder(self, meta: dict[str, Any]) -> LabelEncoder:
         """The teacher's label channel: what its checkpoint declares (:func:`reconcile_encoding`), else the
@@ -147,27 +148,27 @@ class Distill(Method[DistillParams]):
                 )  # fmt: skip
             except (ConfigError, ValueError) as exc:  # a value out of range, or widths that cannot meet
                 raise ConfigError(f"method.kd_losses[{i}] ({spec.name}): {exc}") from exc
-            ref = next(self.student.parameters())
-            self.kd_losses.append(loss.to(ref.device))
+            ref = next(self.network.parameters())
+            self.loss_modules.append(loss.to(ref.device))
             self.kd_weights.append(float(spec.weight if spec.weight is not None else loss.default_weight))
             name = f"kd_{spec.name}"
             self.kd_names.append(name if name not in self.kd_names else f"{name}_{i}")
 
     def term_name(self, module_name: str) -> str:
-        """``kd_losses.<i>`` -> that loss's term name (``kd_adversarial``)."""
+        """``loss_modules.<i>`` -> that loss's term name (``kd_adversarial``)."""
         head, _, index = module_name.partition(".")
-        if head == "kd_losses" and index.isdigit():
+        if head == "loss_modules" and index.isdigit():
             return self.kd_names[int(index)]
         return super().term_name(module_name)
 
     def _keep_backbone(self) -> bool:
         """Does a loss read the backbone's last stage (then both networks return it)?"""
-        return any(fn.feature_level == "backbone" for fn in self.kd_losses)
+        return any(fn.feature_level == "backbone" for fn in self.loss_modules)
 
     def _run_teacher(self, teacher: Segmentor, x: Tensor) -> SegOutput:
         """The teacher's output; with its auxiliary logits when a loss reads them (eval mode skips them)."""
         keep = self._keep_backbone()
-        if teacher.aux_head is None or not any(fn.uses_teacher_aux for fn in self.kd_losses):
+        if teacher.aux_head is None or not any(fn.uses_teacher_aux for fn in self.loss_modules):
             return teacher(x, keep_backbone=keep)
         feats = teacher.backbone_features(x)
         out: SegOutput = teacher.decode_head(feats)
@@ -200,11 +201,11 @@ class Distill(Method[DistillParams]):
         y = batch["mask"]
         with torch.no_grad():
             t: SegOutput = self._run_teacher(teacher, self.teacher_input(batch))
-        s: SegOutput = self.student(batch["image"], keep_backbone=self._keep_backbone())
+        s: SegOutput = self.network(batch["image"], keep_backbone=self._keep_backbone())
         ce, aux = seg_ce(s, y, self.ignore_index, p.aux_weight)
         loss = ce + p.aux_weight * aux
         terms: dict[str, Tensor] = {"ce": ce.detach(), "aux": aux.detach()}
-        for name, weight, fn in zip(self.kd_names, self.kd_weights, self.kd_losses, strict=True):
+        for name, weight, fn in zip(self.kd_names, self.kd_weights, self.loss_modules, strict=True):
             value = fn(s, t, y)
             loss = loss + weight * value
             terms[name] = value.detach()

@@ -106,11 +106,11 @@ class LADTeacher(Method[LADTeacherParams]):
     label_input: ClassVar[bool] = True
 
     def __init__(
-        self, student: Segmentor, params: LADTeacherParams, num_classes: int, ignore_index: int = IGNORE_INDEX
+        self, network: Segmentor, params: LADTeacherParams, num_classes: int, ignore_index: int = IGNORE_INDEX
     ) -> None:
-        super().__init__(student, params, num_classes, ignore_index)
+        super().__init__(network, params, num_classes, ignore_index)
         self.encoder = LabelEncoder(params.encoder, num_classes, ignore_index)
-        check_label_input(student, self.encoder, "the LAD teacher (model)")
+        check_label_input(network, self.encoder, "the LAD teacher (model)")
         self._consistency = CONSISTENCY[params.consistency]
 
     def set_data_normalization(self, normalization: InputNormalization | None) -> None:
@@ -131,9 +131,9 @@ class LADTeacher(Method[LADTeacherParams]):
         e1, e2 = self.encoder(y), self.encoder(y)  # independent codes and noise
         x1, x2 = torch.cat([x, e1.to(x.dtype)], 1), torch.cat([x, e2.to(x.dtype)], 1)
         if p.two_path_batch:
-            o1, o2 = split_output(self.student(torch.cat([x1, x2], 0)), x.shape[0])
+            o1, o2 = split_output(self.network(torch.cat([x1, x2], 0)), x.shape[0])
         else:
-            o1, o2 = self.student(x1), self.student(x2)
+            o1, o2 = self.network(x1), self.network(x2)
         ce1, aux1 = seg_ce(o1, y, self.ignore_index, p.aux_weight)
         ce2, aux2 = seg_ce(o2, y, self.ignore_index, p.aux_weight)
         cons = self._consistency(o1.logits, o2.logits.detach(), p.tau) + self._consistency(

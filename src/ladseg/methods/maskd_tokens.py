@@ -64,27 +64,27 @@ class MaskdTokens(Method[MaskdTokensParams]):
 
     def __init__(
         self,
-        student: Segmentor,
+        network: Segmentor,
         params: MaskdTokensParams,
         num_classes: int,
         ignore_index: int = IGNORE_INDEX,
     ) -> None:
-        super().__init__(student, params, num_classes, ignore_index)
+        super().__init__(network, params, num_classes, ignore_index)
         params.check_config("method")  # also for parameters built in code, not read from a config
-        student.requires_grad_(False)
-        student.eval()
-        ref = next(student.parameters())
+        network.requires_grad_(False)
+        network.eval()
+        ref = next(network.parameters())
         init = torch.empty(params.num_tokens, num_classes, device=ref.device).normal_(0.0, params.init_std)
         self.register_parameter(TOKENS_KEY, nn.Parameter(init))
 
     def train(self, mode: bool = True) -> MaskdTokens:
         super().train(mode)
-        self.student.eval()  # frozen: running statistics and dropout as at inference
+        self.network.eval()  # frozen: running statistics and dropout as at inference
         return self
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         with torch.no_grad():
-            out: SegOutput = self.student(batch["image"])
+            out: SegOutput = self.network(batch["image"])
         masks = token_masks(self.tokens, out.logits)
         masked = out.logits.float() * masks.sum(1, keepdim=True)  # = sum_k z * m_k
         ce, _ = seg_ce(SegOutput(logits=masked, features=out.features), batch["mask"], self.ignore_index)

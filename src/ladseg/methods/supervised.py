@@ -25,12 +25,12 @@ class SupervisedParams(MethodParams):
 
 @METHODS.register("supervised")
 class Supervised(Method[SupervisedParams]):
-    """Cross-entropy on the student's main and auxiliary logits."""
+    """Cross-entropy on the network's main and auxiliary logits (a baseline student or a teacher)."""
 
     Params = SupervisedParams
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         mask = batch["mask"]
-        out = self.student(batch["image"])
+        out = self.network(batch["image"])
         ce, aux = seg_ce(out, mask, self.ignore_index, self.params.aux_weight)
         return {"loss": ce + self.params.aux_weight * aux, "ce": ce, "aux_ce": aux}
