@@ -178,7 +178,7 @@ def test_teacher_widths_that_cannot_be_partitioned_name_the_pair() -> None:
             tiny_segmentor(8, 5),
             5,
             teacher=tiny_segmentor(12, 5, stride2=1),
-            normalize=input_normalization("imagenet"),
+            data_normalization=input_normalization("imagenet"),
         )
 
 
@@ -190,7 +190,7 @@ def _method(seed: int) -> nn.Module:
         tiny_segmentor(8, 5),
         5,
         teacher=tiny_segmentor(12, 5, stride2=1),
-        normalize=input_normalization("imagenet"),
+        data_normalization=input_normalization("imagenet"),
     )
     return m.train()
 
@@ -224,7 +224,12 @@ def test_camvid_benchmark_pair_takes_a_step_at_the_quick_profile_size() -> None:
     teacher = build_model("deeplabv3", "efficientnet_lite2", num_classes=11, output_stride=16).eval()
     student = build_model("stdc", "stdc1", num_classes=11, output_stride=8)
     m = build_method(
-        "distill", cfg.method, student, 11, teacher=teacher, normalize=input_normalization("imagenet")
+        "distill",
+        cfg.method,
+        student,
+        11,
+        teacher=teacher,
+        data_normalization=input_normalization("imagenet"),
     )
     out = m.train()({"image": torch.randn(2, 3, 64, 64), "mask": torch.randint(0, 11, (2, 64, 64))})
     assert torch.isfinite(out["kd_af_dcd"]) and out["kd_af_dcd"].item() > 0

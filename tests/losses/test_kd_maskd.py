@@ -188,7 +188,7 @@ def test_distill_reads_the_teacher_aux_logits_and_exports_the_student_only(tmp_p
         tiny_segmentor(8, 5),
         5,
         teacher=tiny_segmentor(12, 5, stride2=1),
-        normalize=input_normalization("imagenet"),
+        data_normalization=input_normalization("imagenet"),
     ).train()
     assert m.loss_modules[0].uses_teacher_aux
     out = m({"image": torch.randn(2, 3, 32, 32), "mask": torch.randint(0, 5, (2, 32, 32))})

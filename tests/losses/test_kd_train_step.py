@@ -38,7 +38,7 @@ def _step(method: str, student: Segmentor, teacher: Segmentor) -> None:
         student,
         5,
         teacher=teacher,
-        normalize=IMAGENET,
+        data_normalization=IMAGENET,
     )
     m.train()
     opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=1e-3)

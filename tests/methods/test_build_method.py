@@ -20,19 +20,28 @@ def test_registry_has_the_lad_methods() -> None:
 
 def test_errors() -> None:
     with pytest.raises(ConfigError, match="valid names"):
-        build_method("ladd", {}, make_tiny(), 3, normalize=IMAGENET)
+        build_method("ladd", {}, make_tiny(), 3, data_normalization=IMAGENET)
     with pytest.raises(ConfigError, match="needs a teacher"):
-        build_method("distill", {}, make_tiny(), 3, normalize=IMAGENET)
+        build_method("distill", {}, make_tiny(), 3, data_normalization=IMAGENET)
     with pytest.raises(ConfigError, match="teacher 5, student 3"):
         build_method(
-            "distill", {}, make_tiny(), 3, teacher=make_tiny(in_channels=4, num_classes=5), normalize=IMAGENET
+            "distill",
+            {},
+            make_tiny(),
+            3,
+            teacher=make_tiny(in_channels=4, num_classes=5),
+            data_normalization=IMAGENET,
         )
     with pytest.raises(ConfigError, match="tua"):
-        build_method("lad_teacher", {"tua": 2.0}, make_tiny(in_channels=4), 3, normalize=IMAGENET)
+        build_method("lad_teacher", {"tua": 2.0}, make_tiny(in_channels=4), 3, data_normalization=IMAGENET)
     with pytest.raises(ConfigError, match="predicts 3 classes"):
-        build_method("supervised", {}, make_tiny(), 4, normalize=IMAGENET)
+        build_method("supervised", {}, make_tiny(), 4, data_normalization=IMAGENET)
     method = build_method(
-        "lad_teacher", {"name": "lad_teacher", "tau": 2.0}, make_tiny(in_channels=4), 3, normalize=IMAGENET
+        "lad_teacher",
+        {"name": "lad_teacher", "tau": 2.0},
+        make_tiny(in_channels=4),
+        3,
+        data_normalization=IMAGENET,
     )
     assert method.params.tau == 2.0
 
@@ -42,13 +51,15 @@ def test_real_models_pspnet_teacher_to_deeplabv3_student() -> None:
     from ladseg import models
 
     teacher = models.build_model("pspnet", "resnet18", 3, in_channels=4)
-    lad = build_method("lad_teacher", {}, teacher, 3, normalize=IMAGENET)
+    lad = build_method("lad_teacher", {}, teacher, 3, data_normalization=IMAGENET)
     batch = toy_batch(n=2, size=32)
     lad(batch)["loss"].backward()
     assert lad.eval_model()(lad.inference_input(batch)).logits.shape[1] == 3
     student = models.build_model("deeplabv3", "resnet18", 3)
     kd = [{"name": "cwd"}, {"name": "cwd_feature", "normalize_by": "teacher", "weight": 1.0}]
-    method = build_method("distill", {"kd_losses": kd}, student, 3, teacher=teacher, normalize=IMAGENET)
+    method = build_method(
+        "distill", {"kd_losses": kd}, student, 3, teacher=teacher, data_normalization=IMAGENET
+    )
     out = method(batch)
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and teacher.training is False

@@ -16,7 +16,12 @@ IMAGENET = input_normalization("imagenet")
 def test_dist_reads_the_frozen_teachers_aux_logits(batch: dict) -> None:
     teacher = make_tiny(width=24)
     method = build_method(
-        "distill", {"kd_losses": [{"name": "dist"}]}, make_tiny(), 3, teacher=teacher, normalize=IMAGENET
+        "distill",
+        {"kd_losses": [{"name": "dist"}]},
+        make_tiny(),
+        3,
+        teacher=teacher,
+        data_normalization=IMAGENET,
     )
     method.train()
     torch.manual_seed(0)
@@ -36,7 +41,7 @@ def test_dist_reads_the_frozen_teachers_aux_logits(batch: dict) -> None:
         make_tiny(),
         3,
         teacher=make_tiny(width=24),
-        normalize=IMAGENET,
+        data_normalization=IMAGENET,
     )
     off.load_state_dict(method.state_dict())
     off.set_teacher(teacher)

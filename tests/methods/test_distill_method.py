@@ -19,7 +19,7 @@ IMAGENET = input_normalization("imagenet")
 def _distill(teacher_in: int = 4, **params: object):  # noqa: ANN202
     teacher = make_tiny(in_channels=teacher_in, width=24)
     return build_method(
-        "distill", dict(params), make_tiny(), num_classes=3, teacher=teacher, normalize=IMAGENET
+        "distill", dict(params), make_tiny(), num_classes=3, teacher=teacher, data_normalization=IMAGENET
     )
 
 
@@ -94,14 +94,14 @@ def test_a_few_steps_lower_the_loss() -> None:
 def test_distill_errors() -> None:
     teacher = make_tiny(in_channels=5)
     with pytest.raises(ConfigError, match="3 \\+ 1 = 4"):
-        build_method("distill", {}, make_tiny(), 3, teacher=teacher, normalize=IMAGENET)
+        build_method("distill", {}, make_tiny(), 3, teacher=teacher, data_normalization=IMAGENET)
     build_method(
         "distill",
         {"teacher_label": {"kind": "onehot"}},
         make_tiny(),
         3,
         teacher=make_tiny(in_channels=7),
-        normalize=IMAGENET,
+        data_normalization=IMAGENET,
     )
     with pytest.raises(ConfigError, match=r"'method.kd_losses\[0\].name': expected one of .*got 'cwdd'"):
         build_method(
@@ -110,7 +110,7 @@ def test_distill_errors() -> None:
             make_tiny(),
             3,
             teacher=make_tiny(in_channels=4),
-            normalize=IMAGENET,
+            data_normalization=IMAGENET,
         )
     with pytest.raises(ConfigError, match=r"kd_losses\[0\]"):
         build_method(
@@ -119,9 +119,14 @@ def test_distill_errors() -> None:
             make_tiny(),
             3,
             teacher=make_tiny(in_channels=4),
-            normalize=IMAGENET,
+            data_normalization=IMAGENET,
         )
     with pytest.raises(ConfigError, match="3 image channels"):
         build_method(
-            "distill", {}, make_tiny(in_channels=4), 3, teacher=make_tiny(in_channels=4), normalize=IMAGENET
+            "distill",
+            {},
+            make_tiny(in_channels=4),
+            3,
+            teacher=make_tiny(in_channels=4),
+            data_normalization=IMAGENET,
         )

@@ -19,7 +19,7 @@ IMAGENET = input_normalization("imagenet")
 
 def _teacher(**params: object):  # noqa: ANN202
     return build_method(
-        "lad_teacher", dict(params), make_tiny(in_channels=4), num_classes=3, normalize=IMAGENET
+        "lad_teacher", dict(params), make_tiny(in_channels=4), num_classes=3, data_normalization=IMAGENET
     )
 
 
@@ -82,9 +82,13 @@ def test_a_few_steps_lower_the_loss() -> None:
 def test_two_path_batch_equals_two_passes_without_bn(consistency: str) -> None:
     batch = toy_batch()
     model = make_tiny(in_channels=4, bn=False)
-    one = build_method("lad_teacher", {"consistency": consistency}, model, 3, normalize=IMAGENET)
+    one = build_method("lad_teacher", {"consistency": consistency}, model, 3, data_normalization=IMAGENET)
     two = build_method(
-        "lad_teacher", {"consistency": consistency, "two_path_batch": True}, model, 3, normalize=IMAGENET
+        "lad_teacher",
+        {"consistency": consistency, "two_path_batch": True},
+        model,
+        3,
+        data_normalization=IMAGENET,
     )
     torch.manual_seed(7)
     a = one(batch)
@@ -116,21 +120,21 @@ def test_inference_inputs(batch: dict) -> None:
 
 def test_bad_configs() -> None:
     with pytest.raises(ConfigError, match="in_channels: 4"):
-        build_method("lad_teacher", {}, make_tiny(in_channels=3), 3, normalize=IMAGENET)
+        build_method("lad_teacher", {}, make_tiny(in_channels=3), 3, data_normalization=IMAGENET)
     with pytest.raises(ConfigError, match="in_channels: 8"):
         build_method(
             "lad_teacher",
             {"encoder": {"kind": "onehot"}},
             make_tiny(in_channels=4, num_classes=4),
             4,
-            normalize=IMAGENET,
+            data_normalization=IMAGENET,
         )
     build_method(
         "lad_teacher",
         {"encoder": {"kind": "onehot"}},
         make_tiny(in_channels=7, num_classes=3),
         3,
-        normalize=IMAGENET,
+        data_normalization=IMAGENET,
     )
     with pytest.raises(ConfigError, match="consistency"):
         _teacher(consistency="l1")

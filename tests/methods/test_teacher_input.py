@@ -41,7 +41,7 @@ def test_reference_teacher_gets_reference_input_and_label_scale() -> None:
     rgb, batch = _pixels_batch()
     teacher = _teacher({"normalize": "reference_bgr", "config": None})
     method = build_method(
-        "distill", {}, make_tiny(), 3, teacher=teacher, normalize=input_normalization("imagenet")
+        "distill", {}, make_tiny(), 3, teacher=teacher, data_normalization=input_normalization("imagenet")
     )
     x = method.teacher_input(batch)
     expected = torch.stack(
@@ -61,7 +61,7 @@ def test_same_normalisation_is_left_alone() -> None:
     _, batch = _pixels_batch()
     teacher = _teacher({"normalize": "imagenet", "config": None}, in_channels=3)
     method = build_method(
-        "distill", {}, make_tiny(), 3, teacher=teacher, normalize=input_normalization("imagenet")
+        "distill", {}, make_tiny(), 3, teacher=teacher, data_normalization=input_normalization("imagenet")
     )
     assert method.teacher_normalize is None and torch.equal(method.teacher_input(batch), batch["image"])
     # an ordinary (3-channel) reference teacher is converted too
@@ -71,7 +71,7 @@ def test_same_normalisation_is_left_alone() -> None:
         make_tiny(),
         3,
         teacher=_teacher({"normalize": "reference_bgr"}, 3),
-        normalize=input_normalization("imagenet"),
+        data_normalization=input_normalization("imagenet"),
     )
     assert ref.teacher_normalize == "reference_bgr"
     assert not torch.allclose(ref.teacher_input(batch), batch["image"])
@@ -101,13 +101,13 @@ def test_label_scale_follows_the_teacher_checkpoint(capsys: pytest.CaptureFixtur
         make_tiny(),
         3,
         teacher=_teacher(_ladseg_teacher_meta(1.0)),
-        normalize=input_normalization("imagenet"),
+        data_normalization=input_normalization("imagenet"),
     )
     assert method.teacher_encoder.scale == 1.0
     # an explicit scale that differs from the teacher's: the checkpoint's is used, and the user is told
     method = build_method(
         "distill", {"teacher_label": {"scale": "imagenet"}}, make_tiny(), 3,
-        teacher=_teacher(_ladseg_teacher_meta(1.0)), normalize=input_normalization("imagenet"),
+        teacher=_teacher(_ladseg_teacher_meta(1.0)), data_normalization=input_normalization("imagenet"),
     )  # fmt: skip
     assert method.teacher_encoder.scale == 1.0
     assert re.search(
@@ -116,7 +116,7 @@ def test_label_scale_follows_the_teacher_checkpoint(capsys: pytest.CaptureFixtur
     with pytest.raises(ConfigError, match="trained with 'random_codes' labels"):
         build_method(
             "distill", {"teacher_label": {"kind": "onehot"}}, make_tiny(), 3,
-            teacher=_teacher(_ladseg_teacher_meta(1.0), in_channels=7), normalize=input_normalization("imagenet"),
+            teacher=_teacher(_ladseg_teacher_meta(1.0), in_channels=7), data_normalization=input_normalization("imagenet"),
         )  # fmt: skip
 
 
@@ -124,5 +124,5 @@ def test_lad_teacher_auto_scale_follows_the_data_normalisation() -> None:
     teacher = make_tiny(in_channels=4)
     params = {"encoder": {"scale": "auto"}}
     for name in ("imagenet", "reference_bgr"):
-        method = build_method("lad_teacher", params, teacher, 3, normalize=input_normalization(name))
+        method = build_method("lad_teacher", params, teacher, 3, data_normalization=input_normalization(name))
         assert method.encoder.scale == pytest.approx(NORMALIZATIONS[name].label_scale)

@@ -163,7 +163,7 @@ def _batch(n: int = 2, size: int = 32) -> dict[str, torch.Tensor]:
 
 def test_lad_teacher_trains_the_branch_and_distils_from_it() -> None:
     teacher, _ = _twins()
-    method = build_method("lad_teacher", {}, teacher.train(), 3, normalize=IMAGENET)
+    method = build_method("lad_teacher", {}, teacher.train(), 3, data_normalization=IMAGENET)
     out = method(_batch())
     out["loss"].backward()
     branch = teacher.label_branch
@@ -172,6 +172,11 @@ def test_lad_teacher_trains_the_branch_and_distils_from_it() -> None:
     # a distillation loss that reads the teacher's auxiliary logits runs the teacher's parts itself
     student = build_model("fcn", "resnet18", 3, head={"channels": 8})
     distill = build_method(
-        "distill", {"kd_losses": [{"name": "dist"}]}, student, 3, teacher=teacher.eval(), normalize=IMAGENET
+        "distill",
+        {"kd_losses": [{"name": "dist"}]},
+        student,
+        3,
+        teacher=teacher.eval(),
+        data_normalization=IMAGENET,
     )
     assert torch.isfinite(distill(_batch())["kd_dist"])

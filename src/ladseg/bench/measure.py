@@ -210,12 +210,12 @@ def split_model(entry: str, backbone: str) -> tuple[str, str]:
 
 
 def _input_normalization() -> dict[str, Any]:
-    """``normalize=`` for ``build_method`` as the engine passes it (ImageNet inputs), where it exists."""
+    """``data_normalization=`` for ``build_method`` as the engine passes it (ImageNet inputs), where it exists."""
     try:
         from ladseg.engine.inputs import input_normalization
     except ImportError:
         return {}
-    return {"normalize": input_normalization("imagenet")}
+    return {"data_normalization": input_normalization("imagenet")}
 
 
 def _error(exc: BaseException) -> str:

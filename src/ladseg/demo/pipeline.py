@@ -112,7 +112,7 @@ def predict_samples(
                 scfg.method,
                 model,
                 model.num_classes,
-                normalize=input_normalization(scfg.data.normalize),
+                data_normalization=input_normalization(scfg.data.normalize),
             )
             x = method.inference_input(batch)
         preds[title] = model.predict(x).argmax(1).numpy()

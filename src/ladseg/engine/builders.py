@@ -207,7 +207,7 @@ def build_method_from_config(
             network,
             num_classes,
             teacher=teacher,
-            normalize=input_normalization(cfg.data.normalize),
+            data_normalization=input_normalization(cfg.data.normalize),
         )
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"method section ({cfg.method_name}): {exc}") from None

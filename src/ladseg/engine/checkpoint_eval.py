@@ -90,7 +90,11 @@ def evaluate_checkpoint(
         if cls.label_input:
             params = _declared_label_encoding(params, meta, verbose)
         method = build_method(
-            cfg.method_name, params, model, model.num_classes, normalize=input_normalization(normalize)
+            cfg.method_name,
+            params,
+            model,
+            model.num_classes,
+            data_normalization=input_normalization(normalize),
         )
         network, input_fn = method.eval_model(), method.inference_input
     return _evaluate(cfg, network, input_fn, dataset, meta, device, progress), dataset

@@ -1,6 +1,6 @@
 """Training methods (task modules): supervised, LAD teacher, distillation, KD baselines.
 
-``build_method(name, params, network, num_classes, ignore_index, teacher, normalize)`` is what the
+``build_method(name, params, network, num_classes, ignore_index, teacher, data_normalization)`` is what the
 engine calls. The registry ``METHODS`` lives beside the base class (``base.py``); each method module
 registers itself there and is imported explicitly below.
 """
@@ -23,13 +23,13 @@ def build_method(
     num_classes: int,
     ignore_index: int = IGNORE_INDEX,
     teacher: Segmentor | None = None,
-    normalize: InputNormalization | None = None,
+    data_normalization: InputNormalization | None = None,
 ) -> Method:
     """Build a registered method; bad names, parameters or teacher/student pairs are :class:`ConfigError`.
 
     ``params`` is the config's ``method:`` section, typed or a mapping (``name`` is ignored). A method
     with ``needs_teacher`` requires ``teacher`` (frozen and attached here, outside the module tree).
-    ``normalize`` says how the batches are normalised (the engine's
+    ``data_normalization`` says how the batches are normalised (the engine's
     :func:`~ladseg.engine.inputs.input_normalization`): a teacher whose checkpoint declares another
     input gets the batch converted, and label scales given by name (``auto``, ``imagenet``) follow it.
     """
@@ -52,8 +52,8 @@ def build_method(
                 f"teacher and student disagree on the classes: teacher {teacher.num_classes}, student {network.num_classes}"
             )
     method = cls(network, parsed, num_classes, ignore_index)
-    if normalize is not None:
-        method.set_data_normalization(normalize)
+    if data_normalization is not None:
+        method.set_data_normalization(data_normalization)
     if cls.needs_teacher and teacher is not None:
         method.set_teacher(teacher)
     return method

@@ -252,7 +252,7 @@ def resolve_scale(
     if not label_scales:
         raise ConfigError(
             f"label scale {scale!r} names a normalisation, but no label scales were given (build the "
-            "method with normalize=ladseg.engine.inputs.input_normalization(name), or give a number)"
+            "method with data_normalization=ladseg.engine.inputs.input_normalization(name), or give a number)"
         )
     if name not in label_scales:
         raise ConfigError(f"label scale {scale!r}: not a normalisation name; valid: {sorted(label_scales)}")
