@@ -421,7 +421,11 @@ def markdown(summary: dict[str, Any]) -> str:
                      f"{r['seconds']:.0f}", *[f"{r['IoU'][c]:.1f}" for c in thin]]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
         best = max(
-            ((n, r["vs_control"]) for n, r in rows.items() if "vs_control" in r and n != "self_distill"),
+            (
+                (n, r["vs_control"])
+                for n, r in rows.items()
+                if "vs_control" in r and n != "self_distill" and not n.startswith(TIME_MATCHED)  # controls
+            ),
             key=lambda item: item[1]["mean"],
             default=None,
         )
