@@ -152,7 +152,7 @@ class TrainConfig:
     # channels_last on; compile on CUDA when the run is long enough to repay it, never on the CPU
     channels_last: bool | str = "auto"
     compile: bool | str = "auto"
-    init_checkpoint: str | None = None  # start the student from trained weights (fine-tuning)
+    init_checkpoint: str | None = None  # start the trained network from these weights (fine-tuning)
     tensorboard: bool = False
     resume: bool = True  # continue from work_dir/last.pth when present
     # Multi-process runs (torchrun): SyncBatchNorm on the trained modules; None = on for CUDA,
