@@ -39,6 +39,16 @@ def _age(path: Path) -> dict[str, Any]:
     return state
 
 
+def _whole_run_and_an_aged_stop(root: Path, tmp_path: Path, sections: dict[str, Any]) -> dict[str, Any]:
+    """An uninterrupted run in ``whole``; a run stopped at iteration 2 in ``old``, its last.pth rewritten
+    with the old names (returned state)."""
+    train(tiny_config(root, tmp_path / "whole", **sections))
+    first = Trainer(tiny_config(root, tmp_path / "old", **sections))
+    first.fit(until=2)
+    first.close()
+    return _age(tmp_path / "old" / "last.pth")
+
+
 def _same_network(a: Path, b: Path) -> None:
     """Both runs' last.pth: identical logits of the saved network, identical method state (raw weights,
     buffers, loss modules) and separate optimisers."""
@@ -83,11 +93,7 @@ def test_a_lad_teacher_saved_with_the_old_names_resumes_exactly(tmp_path: Path) 
         "method": {"name": "lad_teacher", "encoder": {"kind": "onehot"}},
         "train": {"iters": 4, "val_interval": 100, "log_interval": 1, "checkpoint_interval": 100},
     }
-    train(tiny_config(root, tmp_path / "whole", **sections))
-    first = Trainer(tiny_config(root, tmp_path / "old", **sections))
-    first.fit(until=2)
-    first.close()
-    aged = _age(tmp_path / "old" / "last.pth")
+    aged = _whole_run_and_an_aged_stop(root, tmp_path, sections)
     assert any(k.startswith("student.") for k in aged["method"])
     assert not any(k.startswith("network.") for k in aged["method"])
     train(tiny_config(root, tmp_path / "old", **sections))
@@ -112,11 +118,7 @@ def test_a_distillation_saved_with_the_old_names_resumes_exactly(tmp_path: Path)
         "teacher": {"checkpoint": str(tmp_path / "teacher.pth")},
         "train": {"iters": 4, "val_interval": 100, "log_interval": 1, "checkpoint_interval": 100},
     }
-    train(tiny_config(root, tmp_path / "whole", **sections))
-    first = Trainer(tiny_config(root, tmp_path / "old", **sections))
-    first.fit(until=2)
-    first.close()
-    aged = _age(tmp_path / "old" / "last.pth")
+    aged = _whole_run_and_an_aged_stop(root, tmp_path, sections)
     assert (
         "kd_losses.2.adapter.1.running_mean" in aged["method"]
         and "kd_losses.2.adapter.1" in aged["method"]._metadata
