@@ -104,3 +104,17 @@ def test_inference_bench_times_every_path_on_one_tiny_model(
         assert r["x_best_torch"] == pytest.approx(best / r["ms"])
     assert main(["--inference", "--sizes", "64by64"]) == 2
     assert "--sizes '64by64': write H x W as e.g. 360x480" in capsys.readouterr().out
+
+
+def test_inference_bench_times_the_plain_int8_graph_on_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "inference.json"
+    argv = ["--inference", "--models", "stdc:stdc1", "--sizes", "64x64", "--iters", "1", "--warmup", "0",
+            "--classes", "3", "--paths", "int8", "int8_plain", "--json", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    rows = json.loads(out.read_text())["inference"]
+    assert [r["path"] for r in rows] == ["int8", "int8_plain"]
+    assert all(r["error"] is None and r["ms"] > 0 and r["x_best_torch"] is None for r in rows)
+    assert "| stdc:stdc1 | 64x64 | int8_plain |" in capsys.readouterr().out

@@ -144,6 +144,7 @@ def test_int8_export_records_its_calibration_and_agrees_with_fp32(
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "calibrated on 6 images of folder/train" in out and "int8 vs fp32:" in out
+    assert "kept in float: /Resize;" in out  # the logits' up-sampling to the input size
 
     proto = onnx.load(str(int8))
     ops = {n.op_type for n in proto.graph.node}
@@ -151,6 +152,7 @@ def test_int8_export_records_its_calibration_and_agrees_with_fp32(
     props = {p.key: p.value for p in proto.metadata_props}
     record = json.loads(props["quantization"])
     assert record["format"] == "QDQ" and record["weights"].startswith("int8 per-channel")
+    assert record["float_nodes"] == ["/Resize"] and "Shape reads the int8 tensor" in record["rewritten"]
     assert record["calibration"] == {
         "kind": "dataset split", "config": "the checkpoint's training config", "dataset": "folder",
         "split": "train", "images": 6, "of": 8,
@@ -200,3 +202,17 @@ def test_eval_and_predict_accept_onnx_files(
                  "--output", str(tmp_path / "masks")]) == 0  # fmt: skip
     assert "backend onnxruntime" in capsys.readouterr().out
     assert len(list((tmp_path / "masks").glob("*_overlay.jpg"))) == 4
+
+
+def test_sessions_stop_spinning_when_a_run_returns(tmp_path: Path) -> None:
+    """A spinning worker left behind by one session burns a core while the next one (or PyTorch) runs."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    session = backends.session_for(path, torch.device("cpu"), threads=2)
+    assert session.get_session_options().get_session_config_entry(backends.SPINNING_STOP) == "1"
+    assert session.run(None, {"x": np.array([[-1.0, 0.0, 2.0]], np.float32)})[0].tolist() == [[0.0, 0.0, 2.0]]

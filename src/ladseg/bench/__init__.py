@@ -18,6 +18,7 @@ import torch
 from ladseg.bench.inference import (
     DEFAULT_MODELS,
     DEFAULT_SIZES,
+    EXTRA_PATHS,
     PATHS,
     inference_markdown,
     run_inference_bench,
@@ -230,7 +231,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--inference", action="store_true", help="run the deployment benchmark instead")
     d.add_argument("--sizes", nargs="+", metavar="HxW", default=None,
                    help=f"input sizes (default {' '.join(DEFAULT_SIZES)})")  # fmt: skip
-    d.add_argument("--paths", nargs="+", choices=PATHS, default=None, help="paths to time (default all)")
+    d.add_argument("--paths", nargs="+", choices=PATHS + EXTRA_PATHS, default=None,
+                   help=f"paths to time (default {' '.join(PATHS)})")  # fmt: skip
     d.add_argument("--checkpoints", nargs="+", default=None,
                    help="trained students (.pth) instead of random-weight --models; int8 calibrates on "
                    "each one's training images")  # fmt: skip

@@ -2,7 +2,9 @@
 
 For each model and input size, batch 1 on the CPU, four ways to run the same network:
 PyTorch eager NCHW (``torch``), PyTorch ``channels_last``, ONNX Runtime fp32 (``onnxruntime``) and
-ONNX Runtime int8 (``int8``: static QDQ, per-channel weights, :mod:`ladseg.quantize`). Every path
+ONNX Runtime int8 (``int8``: static QDQ, per-channel weights, :mod:`ladseg.quantize`); on request
+(``--paths``) a fifth, ``int8_plain``: the int8 model without the graph rewrites for ONNX Runtime's
+int8 kernels (``ladseg export --int8 --plain-int8``), to time what they change. Every path
 computes the same thing, logits up-sampled to the input size (the exported graph's output), with
 the same number of threads (the engine's rule, :func:`~ladseg.engine.acceleration.set_threads`).
 
@@ -36,6 +38,7 @@ DEFAULT_MODELS = (
 )  # fmt: skip
 DEFAULT_SIZES = ("360x480", "512x1024")
 PATHS = ("torch", "channels_last", "onnxruntime", "int8")
+EXTRA_PATHS = ("int8_plain",)  # only when --paths names it
 TORCH_PATHS = ("torch", "channels_last")
 NOISE_CALIBRATION = 8
 
@@ -117,9 +120,10 @@ def build_runners(
                 if not fp32.is_file():
                     export_onnx(model, fp32, size=size)
                 file = fp32
-                if path == "int8":
-                    file = tmp / "int8.onnx"
-                    quantize_int8(fp32, file, _calibration(meta, size, calib_count))
+                if path in ("int8", "int8_plain"):
+                    file = tmp / f"{path}.onnx"
+                    calibration = _calibration(meta, size, calib_count)
+                    quantize_int8(fp32, file, calibration, rewrite=path == "int8")
                 session = session_for(file, torch.device("cpu"), threads)
                 feed = {session.get_inputs()[0].name: x.numpy()}
                 runners[path] = lambda s=session, f=feed: s.run(None, f)
@@ -213,6 +217,7 @@ def inference_markdown(settings: dict[str, Any], rows: list[InferenceRow]) -> st
 __all__ = [
     "DEFAULT_MODELS",
     "DEFAULT_SIZES",
+    "EXTRA_PATHS",
     "PATHS",
     "InferenceRow",
     "build_runners",

@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--calib-split", default=None, help="calibration split (default: data.train_split)")
     q.add_argument("--calib-images", type=Path, default=None, help="calibrate on a folder of images instead")
     q.add_argument("--calib-count", type=positive_int, default=32, help="calibration images (default 32)")
+    q.add_argument("--plain-int8", action="store_true",
+                   help="quantize the graph as exported, without the rewrites for ONNX Runtime's int8 kernels "
+                   "(average pools as depthwise convs, spatial means as global pools, float output resize)")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -53,9 +56,10 @@ def run(args: argparse.Namespace) -> int:
         raise LadsegError(f"--size {h} {w}: use at least 32 x 32 (the networks down-sample by 8 to 32)")
     if args.int8:
         return run_int8(args, (h, w))
-    if any(v is not None for v in (args.calib_config, args.calib_split, args.calib_images)):
+    int8_only = (args.calib_config, args.calib_split, args.calib_images, args.plain_int8 or None)
+    if any(v is not None for v in int8_only):
         raise LadsegError(
-            "--calib-config/--calib-split/--calib-images calibrate an --int8 export; add --int8"
+            "--calib-config/--calib-split/--calib-images/--plain-int8 shape an --int8 export; add --int8"
         )
     model, meta = export_checkpoint(args.checkpoint, args.onnx, args.opset, (h, w))
     print(f"wrote {args.onnx} (opset {args.opset}, input N x 3 x H x W, normalize={meta.get('normalize')})")
@@ -91,13 +95,17 @@ def run_int8(args: argparse.Namespace, size: tuple[int, int]) -> int:
         calibration = checkpoint_calibration(
             meta, args.calib_count, args.calib_config, args.calib_split, args.calib_images
         )
-        record = quantize_int8(fp32, args.onnx, calibration)
+        record = quantize_int8(fp32, args.onnx, calibration, rewrite=not args.plain_int8)
         agree = None if args.no_verify else prediction_agreement(fp32, args.onnx, calibration.inputs)
     src = calibration.source
     where = src.get("folder") or f"{src.get('dataset')}/{src.get('split')} ({src.get('config')})"
     print(
         f"wrote {args.onnx} (int8 QDQ, weights {record['weights']}; calibrated on {src['images']} images of {where})"
     )
+    rewritten = [f"{len(v)} {k}" for k, v in record["rewritten"].items() if isinstance(v, list) and v]
+    if record["float_nodes"] or rewritten:
+        print(f"kept in float: {', '.join(record['float_nodes']) or 'nothing'}; rewritten for the int8 kernels: "
+              f"{', '.join(rewritten) or 'nothing'}")  # fmt: skip
     if agree is not None:
         print(f"int8 vs fp32: {100 * agree:.2f} % of pixels predict the same class on the calibration images")
     return 0

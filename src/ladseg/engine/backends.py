@@ -10,6 +10,12 @@ the key hashes the checkpoint's bytes and the exporter's settings; a changed che
 file and the stale one is removed (a read-only folder falls back to ``~/.cache/ladseg/onnx``). The
 session runs on ONNX Runtime's CPU provider (CUDA's when the device is CUDA and the provider is
 installed) with the engine's thread count (:func:`~ladseg.engine.acceleration.inference_threads`).
+Its worker threads spin while a ``run`` lasts (ONNX Runtime's default) but stop when it returns
+(``session.force_spinning_stop``): left alone they spin on for about 20-30 ms of CPU after every
+run, competing with whatever comes next on the same cores -- PyTorch's pre- and post-processing in
+``predict`` and ``eval``, or the next path of ``ladseg bench --inference``, where the int8 session
+ran right after the fp32 one and lost a core to its spinning workers
+(``docs/results/camvid_deploy/int8_profile.md``).
 The graph returns logits at its input size (:mod:`ladseg.export`), so multi-scale inference over
 whole images resamples each scale's logits twice (in the graph, then to the image) where PyTorch
 resamples once: the argmax can differ at a few class borders.
@@ -37,6 +43,8 @@ from ladseg.registry import Registry
 ONNX_SUFFIX = ".onnx"
 CACHE_TAG = "ort"
 CACHE_VERSION = "1"  # bump when the exported graph changes, so old cache files are not reused
+#: session option: intra-op workers stop spinning when run() returns (they spin during it)
+SPINNING_STOP = "session.force_spinning_stop"
 #: metadata props of an exported model that hold JSON (the others are plain strings)
 JSON_PROPS = ("ladseg_spec", "class_names", "palette", "inference", "quantization")
 
@@ -167,6 +175,7 @@ def session_for(path: Path, device: torch.device, threads: int | None = None) ->
     options.intra_op_num_threads = threads or inference_threads()
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry(SPINNING_STOP, "1")  # no busy workers once run() returns
     providers: list[Any] = ["CPUExecutionProvider"]
     if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
