@@ -47,6 +47,30 @@ def test_recipe_names_every_method_config_and_protocol() -> None:
     assert variant.method.teacher_label == bench.stage_config(0, "finetune/lad").method.teacher_label
 
 
+def test_a_row_can_name_its_own_lad_teacher(tmp_path: Path) -> None:
+    """``lad_teachers`` adds teachers by name; a row's ``lad_teacher`` picks one, trained in its own folder."""
+    recipe = load_bench_recipe(RECIPE)
+    bench = Bench(recipe, Path("/nonexistent"))
+    onehot = bench.stage_config(0, "finetune/lad_onehot")
+    assert onehot.teacher.checkpoint == "/nonexistent/lad_teacher_onehot/last.pth"
+    assert onehot.method.teacher_label.kind == "onehot"
+    teacher = bench.teacher_config("lad_teacher_onehot_corrupt")
+    assert teacher.run.work_dir == "/nonexistent/lad_teacher_onehot_corrupt" and teacher.run.seed == 0
+    assert teacher.method.encoder.kind == "onehot" and teacher.method.encoder.corruption.flip_prob > 0
+    assert teacher.train.iters == bench.teacher_config("lad_teacher").train.iters  # the lad_teacher profile
+    assert recipe.teacher_folder("lad") == "lad_teacher" and recipe.teacher_folder("kd") == "teacher"
+    bad = tmp_path / "r.yaml"
+    body = "student: a.yaml\nteacher: b.yaml\nprotocols: {finetune: [lad_x]}\n"
+    bad.write_text(body + "lad_teachers: {oh: t.yaml}\nmethods: {lad_x: {config: c.yaml, lad_teacher: other}}\n")
+    with pytest.raises(ConfigError, match=r"methods.lad_x.lad_teacher: 'other' is not in lad_teachers \['oh'\]"):
+        load_bench_recipe(bad)
+    bad.write_text(body + "lad_teachers: {oh: t.yaml}\nmethods: {lad_x: {config: c.yaml, teacher: oh}}\n")
+    with pytest.raises(ConfigError, match="methods.lad_x: expected a config path"):
+        load_bench_recipe(bad)
+    bad.write_text(body + "lad_teachers: {oh: t.yaml}\nmethods: {lad_x: {config: c.yaml, lad_teacher: oh}}\n")
+    assert load_bench_recipe(bad).teacher_folder("lad_x") == "lad_teacher_oh"  # no default lad_teacher needed
+
+
 def test_the_time_matched_control_exists_in_each_protocol(tmp_path: Path) -> None:
     """In scratch the plain stage is the baseline: a method stepping 2.5x slower gets 2.5x its iterations."""
     bench = Bench(load_bench_recipe(RECIPE), tmp_path)

@@ -5,6 +5,7 @@ a config per distillation method and two protocols, each with its own control::
 
     teacher          = train(teacher config)                        # once, shared by seeds and methods
     lad_teacher      = train(LAD teacher config)                    # once (optional: the LAD row)
+    lad_teacher_<n>  = train(lad_teachers[n])                       # once each (rows that name one)
     per seed:
       baseline       = train(student config)                        # the plain student
       finetune/      # LAD's protocol: N more iterations from the trained baseline
@@ -49,14 +50,19 @@ LAD = "lad"  # the method name of the LAD student (its teacher is the recipe's L
 
 
 def reads_lad_teacher(row: str) -> bool:
-    """``lad`` and its variants ``lad_<name>`` (another loss, say) distil the recipe's LAD teacher."""
+    """``lad`` and its variants ``lad_<name>`` (another loss, another LAD teacher) distil a LAD teacher."""
     return row == LAD or row.startswith(LAD + "_")
+
+
+#: the folder of the shared teacher, the default LAD teacher and a named one (``lad_teachers``)
+TEACHER, LAD_TEACHER = "teacher", "lad_teacher"
 
 
 #: the thin classes a CamVid report names (looked up by name; absent names are skipped)
 THIN_CLASSES = ("pole", "sign", "pedestrian", "bicyclist")
 _RECIPE_KEYS = {
-    "student", "teacher", "lad_teacher", "self_distill", "methods", "method_stages", "protocols", "profiles",
+    "student", "teacher", "lad_teacher", "lad_teachers", "self_distill", "methods", "method_stages", "protocols",
+    "profiles",
 }  # fmt: skip
 #: the folder of a method's own stage on the shared teacher (``out/<method>_stage``)
 METHOD_STAGE = "{}_stage"
@@ -82,8 +88,24 @@ class BenchRecipe:
     protocols: dict[str, list[str]]
     self_distill: Path | None = None
     lad_teacher: Path | None = None
+    #: more LAD teachers by name (one-hot, a corrupted one-hot...): each trained once, in ``out/lad_teacher_<name>``
+    lad_teachers: dict[str, Path] = field(default_factory=dict)
+    #: the rows that distil a named LAD teacher instead of ``lad_teacher`` (``methods.<row>.lad_teacher``)
+    row_lad_teachers: dict[str, str] = field(default_factory=dict)
     method_stages: dict[str, MethodStage] = field(default_factory=dict)
     profiles: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+    def teacher_folder(self, row: str) -> str:
+        """The folder under ``out`` of the teacher ``row`` distils: ``teacher``, ``lad_teacher`` or
+        ``lad_teacher_<name>``."""
+        if row in self.row_lad_teachers:
+            return f"{LAD_TEACHER}_{self.row_lad_teachers[row]}"
+        return LAD_TEACHER if reads_lad_teacher(row) else TEACHER
+
+    def lad_teacher_configs(self) -> dict[str, Path]:
+        """Every LAD teacher's config by its folder (``lad_teacher``, ``lad_teacher_<name>``)."""
+        folders = {f"{LAD_TEACHER}_{name}": cfg for name, cfg in self.lad_teachers.items()}
+        return {**({LAD_TEACHER: self.lad_teacher} if self.lad_teacher else {}), **folders}
 
     def overrides(self, profile: str, kind: str) -> list[str]:
         """The profile's ``common`` overrides, then those of ``kind`` (teacher, baseline, finetune...)."""
@@ -103,7 +125,23 @@ def load_bench_recipe(path: str | Path) -> BenchRecipe:
         if not raw.get(key):
             raise ConfigError(f"{path}: {key} is missing")
     here = path.parent
-    methods = {name: here / cfg for name, cfg in raw["methods"].items()}
+    lad_teachers = {name: here / cfg for name, cfg in (raw.get("lad_teachers") or {}).items()}
+    methods, row_lad_teachers = {}, {}
+    for name, spec in raw["methods"].items():  # a path, or {config: <yaml>, lad_teacher: <a lad_teachers name>}
+        if isinstance(spec, dict):
+            if set(spec) != {"config", "lad_teacher"} or not reads_lad_teacher(name):
+                raise ConfigError(
+                    f"{path}: methods.{name}: expected a config path, or {{config: <yaml>, lad_teacher: <name>}} "
+                    f"for a row named {LAD} or {LAD}_<x>"
+                )
+            if spec["lad_teacher"] not in lad_teachers:
+                raise ConfigError(
+                    f"{path}: methods.{name}.lad_teacher: {spec['lad_teacher']!r} is not in lad_teachers "
+                    f"{sorted(lad_teachers)}"
+                )
+            row_lad_teachers[name] = str(spec["lad_teacher"])
+            spec = spec["config"]
+        methods[name] = here / spec
     protocols = {name: list(ms or []) for name, ms in raw["protocols"].items()}
     for proto, listed in protocols.items():
         if proto not in PROTOCOLS:
@@ -111,7 +149,7 @@ def load_bench_recipe(path: str | Path) -> BenchRecipe:
         missing = [m for m in listed if m not in methods]
         if missing:
             raise ConfigError(f"{path}: protocols.{proto} lists {missing}, which methods does not define")
-    lad_rows = [m for m in methods if reads_lad_teacher(m)]
+    lad_rows = [m for m in methods if reads_lad_teacher(m) and m not in row_lad_teachers]
     if lad_rows and not raw.get("lad_teacher"):
         raise ConfigError(f"{path}: method(s) {lad_rows} need lad_teacher (the LAD teacher's config)")
     method_stages = {}
@@ -130,6 +168,8 @@ def load_bench_recipe(path: str | Path) -> BenchRecipe:
         protocols=protocols,
         self_distill=here / raw["self_distill"] if raw.get("self_distill") else None,
         lad_teacher=here / raw["lad_teacher"] if raw.get("lad_teacher") else None,
+        lad_teachers=lad_teachers,
+        row_lad_teachers=row_lad_teachers,
         method_stages=method_stages,
         profiles={
             name: {k: list(v) for k, v in (p or {}).items()}
@@ -148,12 +188,12 @@ class Bench:
     extra: list[str] = field(default_factory=list)
 
     # ----------------------------------------------------------------- stage configs
-    def teacher_config(self, lad: bool = False) -> Config:
-        """The shared teacher (or the LAD teacher): trained once, seed 0, in ``out/teacher``."""
-        name = "lad_teacher" if lad else "teacher"
-        path = self.recipe.lad_teacher if lad else self.recipe.teacher
-        assert path is not None
-        return self._shared_config(path, name, name)
+    def teacher_config(self, folder: str = TEACHER) -> Config:
+        """The shared teacher or a LAD teacher (by its folder): trained once, seed 0, in ``out/<folder>``;
+        every LAD teacher takes the profile's ``lad_teacher`` overrides."""
+        if folder == TEACHER:
+            return self._shared_config(self.recipe.teacher, TEACHER, TEACHER)
+        return self._shared_config(self.recipe.lad_teacher_configs()[folder], folder, LAD_TEACHER)
 
     def stage_config(self, seed: int, stage: str) -> Config:
         """The config of one stage of one seed: ``baseline``, ``finetune/<row>`` or ``scratch/<method>``."""
@@ -182,7 +222,7 @@ class Bench:
                 f"teacher.checkpoint={run_dir / 'baseline' / 'last.pth'}",
             ]
             return self._load(self.recipe.self_distill, overrides, kind)
-        teacher = self.out / ("lad_teacher" if reads_lad_teacher(row) else "teacher") / "last.pth"
+        teacher = self.out / self.recipe.teacher_folder(row) / "last.pth"
         overrides.append(f"teacher.checkpoint={teacher}")
         if row in self.recipe.method_stages:
             overrides.append(self._filled_losses(row))
@@ -255,11 +295,12 @@ class Bench:
         return stages
 
     # ----------------------------------------------------------------- running
-    def run_teachers(self, need_lad: bool, methods: list[str] | None = None) -> None:
-        """Train the shared teacher(s), then the stages ``methods`` train on it once; finished ones are reused."""
-        self._train("teacher (shared by every seed and method)", self.teacher_config(), self.out / "teacher")
-        if need_lad:
-            self._train("LAD teacher (shared)", self.teacher_config(lad=True), self.out / "lad_teacher")
+    def run_teachers(self, methods: list[str] | None = None) -> None:
+        """Train the shared teacher, the LAD teachers the rows ``methods`` distil, then the stages
+        ``methods`` train on the teacher once; finished ones are reused."""
+        self._train("teacher (shared by every seed and method)", self.teacher_config(), self.out / TEACHER)
+        for folder in sorted({self.recipe.teacher_folder(m) for m in methods or []} - {TEACHER}):
+            self._train(f"LAD teacher {folder} (shared)", self.teacher_config(folder), self.out / folder)
         for method in methods or []:
             if method in self.recipe.method_stages:
                 self._train(
@@ -325,13 +366,14 @@ def summarize(
     tcfg = bench.teacher_config()
     if bench.finished(bench.out / "teacher", tcfg):
         summary["teachers"]["teacher"] = bench.score(tcfg, bench.out / "teacher")
-    if bench.recipe.lad_teacher is not None and (bench.out / "lad_teacher" / "last.pth").exists():
-        lcfg = bench.teacher_config(lad=True)
-        if bench.finished(bench.out / "lad_teacher", lcfg):
-            with_label = bench.score(lcfg, bench.out / "lad_teacher", {"eval_label": "fixed"})
-            without = bench.score(lcfg, bench.out / "lad_teacher", {"eval_label": "none"})
-            summary["teachers"]["lad_teacher"] = {
+    for folder in bench.recipe.lad_teacher_configs():
+        lcfg = bench.teacher_config(folder)
+        if bench.finished(bench.out / folder, lcfg):
+            with_label = bench.score(lcfg, bench.out / folder, {"eval_label": "fixed"})
+            without = bench.score(lcfg, bench.out / folder, {"eval_label": "none"})
+            summary["teachers"][folder] = {
                 **with_label, "mIoU_no_label": without["mIoU"], "label_gap": with_label["mIoU"] - without["mIoU"],
+                "encoding": lcfg.method.encoder.kind,
             }  # fmt: skip
     scores: dict[str, dict[int, dict[str, Any]]] = {}
     for seed in seeds:
@@ -389,11 +431,14 @@ def markdown(summary: dict[str, Any]) -> str:
         lines.append(
             f"Strong teacher: **{t['teacher']['mIoU']:.2f} mIoU** ({t['teacher']['seconds']:.0f} s of training, once)."
         )
-    if "lad_teacher" in t:
-        lad = t["lad_teacher"]
+    for folder, lad in t.items():
+        if folder == TEACHER:
+            continue
+        name = "LAD teacher" + (f" {folder[len(LAD_TEACHER) + 1 :]}" if folder != LAD_TEACHER else "")
+        encoding = f", {lad['encoding']}" if "encoding" in lad else ""
         lines.append(
-            f"LAD teacher: {lad['mIoU']:.2f} with its label (fixed codes), {lad['mIoU_no_label']:.2f} with a zero "
-            f"channel: label-use gap **{lad['label_gap']:+.2f}** ({lad['seconds']:.0f} s of training, once)."
+            f"{name}: {lad['mIoU']:.2f} with its label (fixed codes{encoding}), {lad['mIoU_no_label']:.2f} with a "
+            f"zero channel: label-use gap **{lad['label_gap']:+.2f}** ({lad['seconds']:.0f} s of training, once)."
         )
     for proto, block in summary["protocols"].items():
         rows = block["rows"]
@@ -473,8 +518,7 @@ def run_bench(
     bench = Bench(recipe, Path(out), "quick" if quick else "default", list(extra or []))
     if train_stages:
         stages = bench.stages(protocols, methods, time_matched)
-        need_lad = any(reads_lad_teacher(s.rsplit("/", 1)[-1]) for s in stages)
-        bench.run_teachers(need_lad, sorted({s.rsplit("/", 1)[-1] for s in stages}))
+        bench.run_teachers(sorted({s.rsplit("/", 1)[-1] for s in stages}))
         for seed in seeds:
             bench.run_seed(seed, stages)
     summary = summarize(bench, seeds, protocols, time_matched)
