@@ -61,8 +61,12 @@ def test_a_row_can_name_its_own_lad_teacher(tmp_path: Path) -> None:
     assert recipe.teacher_folder("lad") == "lad_teacher" and recipe.teacher_folder("kd") == "teacher"
     bad = tmp_path / "r.yaml"
     body = "student: a.yaml\nteacher: b.yaml\nprotocols: {finetune: [lad_x]}\n"
-    bad.write_text(body + "lad_teachers: {oh: t.yaml}\nmethods: {lad_x: {config: c.yaml, lad_teacher: other}}\n")
-    with pytest.raises(ConfigError, match=r"methods.lad_x.lad_teacher: 'other' is not in lad_teachers \['oh'\]"):
+    bad.write_text(
+        body + "lad_teachers: {oh: t.yaml}\nmethods: {lad_x: {config: c.yaml, lad_teacher: other}}\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r"methods.lad_x.lad_teacher: 'other' is not in lad_teachers \['oh'\]"
+    ):
         load_bench_recipe(bad)
     bad.write_text(body + "lad_teachers: {oh: t.yaml}\nmethods: {lad_x: {config: c.yaml, teacher: oh}}\n")
     with pytest.raises(ConfigError, match="methods.lad_x: expected a config path"):

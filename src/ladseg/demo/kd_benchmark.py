@@ -127,7 +127,8 @@ def load_bench_recipe(path: str | Path) -> BenchRecipe:
     here = path.parent
     lad_teachers = {name: here / cfg for name, cfg in (raw.get("lad_teachers") or {}).items()}
     methods, row_lad_teachers = {}, {}
-    for name, spec in raw["methods"].items():  # a path, or {config: <yaml>, lad_teacher: <a lad_teachers name>}
+    # each method: a config path, or {config: <yaml>, lad_teacher: <a name in lad_teachers>}
+    for name, spec in raw["methods"].items():
         if isinstance(spec, dict):
             if set(spec) != {"config", "lad_teacher"} or not reads_lad_teacher(name):
                 raise ConfigError(
