@@ -155,6 +155,9 @@ def test_quick_benchmark_shares_the_teacher_and_pairs_by_seed(tmp_path: Path) ->
     log = [json.loads(line) for line in (out / "seed0/finetune/control_time_cwd/metrics.jsonl").open()]
     iters = max(r["iter"] for r in log if r["type"] == "train")
     assert iters >= 2 and matched["seeds"] == [0] and "vs_control" in matched
+    cwd = summary["protocols"]["finetune"]["rows"]["cwd"]  # and the method against it, paired by seed
+    assert cwd["vs_time_matched"]["per_seed"] == pytest.approx([cwd["mIoU_per_seed"][0] - matched["mIoU"]])
+    assert "cwd against the control given its wall-clock" in (out / "report" / "report.md").read_text()
 
 
 @pytest.mark.skipif(

@@ -414,6 +414,12 @@ def summarize(
                     [per_seed[s]["mIoU"] - scores[control][s]["mIoU"] for s in paired]
                 )
             rows[stage.split("/", 1)[-1] if stage != "baseline" else "baseline"] = row
+        for name, row in rows.items():  # a method against the control given its own wall-clock
+            matched = scores.get(f"{proto}/{TIME_MATCHED}{name}", {})
+            paired = [s for s in row["seeds"] if s in matched]
+            if paired:
+                own = dict(zip(row["seeds"], row["mIoU_per_seed"], strict=True))
+                row["vs_time_matched"] = paired_gap([own[s] - matched[s]["mIoU"] for s in paired])
         summary["protocols"][proto] = {"control": control.split("/")[-1], "rows": rows}
     return summary
 
@@ -479,6 +485,13 @@ def markdown(summary: dict[str, Any]) -> str:
             lines.append(
                 f"\nBest method: **{best[0]}**, {gap_text(best[1], len(best[1]['per_seed']))} over the control."
             )
+        for name, r in rows.items():
+            if "vs_time_matched" in r:
+                gap = r["vs_time_matched"]
+                lines.append(
+                    f"\n{name} against the control given its wall-clock ({TIME_MATCHED}{name}): "
+                    f"{gap_text(gap, len(gap['per_seed']))}, {verdict_word(gap)}."
+                )
     return "\n".join(lines)
 
 
