@@ -8,10 +8,10 @@ accumulation cannot saturate. The activation ranges come from MinMax calibration
 training images of the checkpoint's dataset, taken evenly across the split (or from a folder),
 transformed exactly as for evaluation; the model's ``quantization`` metadata says which.
 
-The graph is prepared for ONNX Runtime's int8 kernels (``rewrite=True``, the default; measured in
-``docs/results/camvid_deploy/int8_profile.md``). Without it, STDC1 at 360x480 spent about a fifth of
-its int8 time in pools, means and quantize/dequantize nodes that the fp32 graph runs cheaply or not
-at all (-22 % with it, and 0.01 instead of 0.37 mIoU below fp32 on CamVid):
+The graph is prepared for ONNX Runtime's int8 kernels (``rewrite=True``, the default), because
+without it the int8 model spends its time in pools, means and quantize/dequantize nodes that the fp32
+graph runs cheaply or not at all, and loses accuracy in the full-size logits (the speed and mIoU of
+both graphs: ``docs/results/camvid_deploy/int8_profile.md``):
 
 * ``AveragePool`` (STDC's stride-2 skip) runs as ``QLinearAveragePool``, many times slower than the
   same-shaped depthwise ``QLinearConv``: a 2-D average pool that counts its zero padding is written

@@ -86,17 +86,22 @@ def test_cli_has_bench_and_export() -> None:
     assert args.size == [64, 96] and args.opset == 17
 
 
-def test_inference_bench_times_every_path_on_one_tiny_model(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _tiny_inference_bench(tmp_path: Path, *more: str) -> list[dict]:
+    """``bench --inference`` on STDC1 at 64x64 (one round, 3 classes) with ``more`` flags: its JSON rows."""
     pytest.importorskip("onnxruntime")
     out = tmp_path / "inference.json"
     argv = ["--inference", "--models", "stdc:stdc1", "--sizes", "64x64", "--iters", "1", "--warmup", "0",
-            "--classes", "3", "--json", str(out)]  # fmt: skip
+            "--classes", "3", *more, "--json", str(out)]  # fmt: skip
     assert main(argv) == 0
+    return json.loads(out.read_text())["inference"]
+
+
+def test_inference_bench_times_every_path_on_one_tiny_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = _tiny_inference_bench(tmp_path)
     table = capsys.readouterr().out
     assert "| model | input | path | ms/image | images/s | x best torch |" in table
-    rows = json.loads(out.read_text())["inference"]
     assert [r["path"] for r in rows] == ["torch", "channels_last", "onnxruntime", "int8"]
     assert all(r["error"] is None and r["ms"] > 0 and r["size"] == [64, 64] for r in rows)
     best = min(r["ms"] for r in rows[:2])
@@ -109,12 +114,7 @@ def test_inference_bench_times_every_path_on_one_tiny_model(
 def test_inference_bench_times_the_plain_int8_graph_on_request(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("onnxruntime")
-    out = tmp_path / "inference.json"
-    argv = ["--inference", "--models", "stdc:stdc1", "--sizes", "64x64", "--iters", "1", "--warmup", "0",
-            "--classes", "3", "--paths", "int8", "int8_plain", "--json", str(out)]  # fmt: skip
-    assert main(argv) == 0
-    rows = json.loads(out.read_text())["inference"]
+    rows = _tiny_inference_bench(tmp_path, "--paths", "int8", "int8_plain")
     assert [r["path"] for r in rows] == ["int8", "int8_plain"]
     assert all(r["error"] is None and r["ms"] > 0 and r["x_best_torch"] is None for r in rows)
     assert "| stdc:stdc1 | 64x64 | int8_plain |" in capsys.readouterr().out

@@ -11,11 +11,10 @@ file and the stale one is removed (a read-only folder falls back to ``~/.cache/l
 session runs on ONNX Runtime's CPU provider (CUDA's when the device is CUDA and the provider is
 installed) with the engine's thread count (:func:`~ladseg.engine.acceleration.inference_threads`).
 Its worker threads spin while a ``run`` lasts (ONNX Runtime's default) but stop when it returns
-(``session.force_spinning_stop``): left alone they spin on for about 20-30 ms of CPU after every
-run, competing with whatever comes next on the same cores -- PyTorch's pre- and post-processing in
-``predict`` and ``eval``, or the next path of ``ladseg bench --inference``, where the int8 session
-ran right after the fp32 one and lost a core to its spinning workers
-(``docs/results/camvid_deploy/int8_profile.md``).
+(``session.force_spinning_stop``): left alone they keep spinning after every run and compete with
+whatever comes next on the same cores -- PyTorch's pre- and post-processing in ``predict`` and
+``eval``, or the next path of ``ladseg bench --inference`` (measured in
+``docs/results/camvid_deploy/int8_profile.md``).
 The graph returns logits at its input size (:mod:`ladseg.export`), so multi-scale inference over
 whole images resamples each scale's logits twice (in the graph, then to the image) where PyTorch
 resamples once: the argmax can differ at a few class borders.
