@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from ladseg.data import EMBEDDED_CLASSES, build_dataset, default_root, generate_embedded
-from ladseg.data.embedded import STAMP, _load_sources, _texture
+from ladseg.data.embedded import CAMOUFLAGE_PROB, STAMP, _camouflage, _load_sources, _texture
 from ladseg.errors import DatasetError
 
 SMALL = {"num_train": 24, "num_val": 8, "size": 64}
@@ -106,3 +106,22 @@ def test_default_root_follows_ladseg_data(tmp_path: Path, monkeypatch: pytest.Mo
     assert ds.root == tmp_path / "embedded" and len(ds) == 1
     with pytest.raises(DatasetError, match="valid splits: train, val"):
         build_dataset("embedded", None, "test", num_train=2, num_val=1, size=32)
+
+
+def test_camouflaged_regions_take_the_colour_of_what_they_cover(small_root: Path) -> None:
+    """A camouflaged region keeps its texture but loses its colour: its edge shows only as texture."""
+    rng = np.random.default_rng(0)
+    mask = np.zeros((32, 32), dtype=bool)
+    mask[8:24, 8:24] = True
+    canvas = np.broadcast_to(np.array([0.2, 0.3, 0.7], dtype=np.float32), (32, 32, 3)).copy()
+    tex = np.clip(np.array([0.8, 0.3, 0.2]) + rng.normal(0, 0.05, (32, 32, 3)), 0, 1).astype(np.float32)
+    out = _camouflage(tex, canvas, mask)
+    np.testing.assert_allclose(out[mask].mean(axis=0), canvas[mask].mean(axis=0), atol=0.01)
+    np.testing.assert_allclose(out[mask].std(axis=0), tex[mask].std(axis=0), rtol=0.1)
+    # and the generator draws it for about CAMOUFLAGE_PROB of the object regions, recorded per region
+    manifest = json.loads((small_root / "manifest.json").read_text())
+    flags = [r["camouflaged"] for regions in manifest["items"].values() for r in regions if r["label"] > 0]
+    assert all(
+        not r["camouflaged"] for regions in manifest["items"].values() for r in regions if r["label"] == 0
+    )
+    assert abs(np.mean(flags) - CAMOUFLAGE_PROB) < 0.15, (np.mean(flags), len(flags))

@@ -17,7 +17,7 @@ import torch
 from ladseg.cli import main
 from ladseg.config_lookup import RECIPE_DIR
 from ladseg.demo.pipeline import training_seconds
-from ladseg.demo.recipe import ROWS, load_recipe, stage_config
+from ladseg.demo.recipe import load_recipe, stage_config
 from ladseg.demo.report import markdown_table, summarize, teacher_encoding_line
 from ladseg.engine.builders import method_class
 from ladseg.engine.config import load_yaml_tree
@@ -32,8 +32,9 @@ def test_quick_demo_writes_a_sane_report(tmp_path: Path, capsys) -> None:
     for name in ("report.md", "report.json", "curves.png", "predictions.png"):
         assert (report / name).stat().st_size > 0, name
     summary = json.loads((report / "report.json").read_text())
-    stages = load_recipe().stages
-    assert list(summary["rows"]) == [row for row, stage, _ in ROWS if stage in stages]
+    recipe = load_recipe()
+    assert list(summary["rows"]) == [row for row, _, _ in recipe.rows()]
+    assert recipe.variants, "the default demo shows a label variant beside the reference encoding"
     for row in summary["rows"].values():
         assert 0.0 <= row["mIoU"] <= 100.0
         assert set(row["IoU"]) == set(summary["class_names"])
@@ -46,9 +47,17 @@ def test_quick_demo_writes_a_sane_report(tmp_path: Path, capsys) -> None:
     assert math.isclose(summary["label_use"]["mean"], label_use, abs_tol=1e-6)
     assert "Teacher with (fixed codes) − without its label channel" in printed
     assert "Teacher label encoding: `" in (report / "report.md").read_text()
-    # each stage ran to its iteration count, and the student and the control started from the baseline
-    for stage in ("baseline", "teacher", "student", "control"):
-        assert (out / "seed0" / stage / "last.pth").is_file()
+    for name in recipe.variants:  # each variant's teacher and student, against the shared control
+        gaps = summary["variants"][name]
+        row = summary["rows"][f"LAD student {name}"]["mIoU"]
+        assert math.isclose(
+            gaps["gain_vs_control"]["mean"], row - summary["rows"]["control"]["mIoU"], abs_tol=1e-6
+        )
+        assert f"Teacher {name} with − without its label channel" in printed
+        assert f"Teacher {name} label encoding: `" in (report / "report.md").read_text()
+    # every stage ran and saved its last checkpoint
+    for stage in recipe.stages:
+        assert (out / "seed0" / stage / "last.pth").is_file(), stage
 
 
 # demo recipes (a kd-bench recipe, with methods and protocols, is tested in test_kd_benchmark.py)
@@ -77,6 +86,16 @@ def test_student_and_control_share_the_finetuning_recipe(tmp_path: Path, recipe_
         assert student.eval == control.eval
         assert student.method_name == "distill" and control.method_name == "supervised"
         assert student.teacher.checkpoint == str(tmp_path / "teacher" / "last.pth")
+        for name in recipe.variants:  # a variant's student: the same fine-tuning, its own teacher
+            other = stage_config(recipe, f"student_{name}", tmp_path, 0, profile, [])
+            assert (other.train, other.optim, other.model, other.eval) == (
+                student.train,
+                student.optim,
+                student.model,
+                student.eval,
+            )
+            assert method_class(other.method_name).parse_params(other.method_params).aux_weight == aux[0]
+            assert other.teacher.checkpoint == str(tmp_path / f"teacher_{name}" / "last.pth")
         if "self_distill" in recipe.stages:  # the student's loss and fine-tuning, the baseline as teacher
             own = stage_config(recipe, "self_distill", tmp_path, 0, profile, [])
             assert own.method == student.method and own.train == student.train and own.optim == student.optim
@@ -89,6 +108,16 @@ def test_bad_recipe_is_a_clear_error(tmp_path: Path) -> None:
     bad.write_text("configs: {baseline: a.yaml}\n")
     with pytest.raises(ConfigError, match="configs.teacher is missing"):
         load_recipe(bad)
+    demo = (RECIPE_DIR / "demo.yaml").read_text()
+    configs = demo[demo.index("configs:") : demo.index("stages:")].replace("../", f"{RECIPE_DIR.parent}/")
+    bad.write_text(configs + "variants: {edges: {teacher: t.yaml}}\n")
+    with pytest.raises(ConfigError, match="variants.edges must be a mapping with exactly"):
+        load_recipe(bad)
+    bad.write_text(configs + "variants: {Edge_1: {teacher: t.yaml, student: s.yaml}}\n")
+    with pytest.raises(ConfigError, match="variant name 'Edge_1'"):
+        load_recipe(bad)
+    with pytest.raises(ConfigError, match="unknown demo stage 'student_nope'"):
+        load_recipe().overrides("quick", "student_nope")
     with pytest.raises(ConfigError, match="unknown demo profile"):
         load_recipe().overrides("nope", "baseline")
 

@@ -158,3 +158,31 @@ def test_image_drop_blanks_whole_images_in_both_paths(batch: dict) -> None:
     assert all(torch.equal(s[:, :3], batch["image"]) for s in seen)
     with pytest.raises(ConfigError, match="image_drop"):
         _teacher(image_drop=1.5)
+
+
+def test_fixed_code_anneal_goes_from_fixed_to_random_codes_and_resumes(batch: dict) -> None:
+    """Readable first: the first step reads only the fixed codes, the last annealed one none; the
+    schedule's position is method state, so a resumed run continues it."""
+    seen: list[torch.Tensor] = []
+    method = _teacher(fixed_code_anneal=2, encoder={"noise": 0.0})
+    method.network.register_forward_pre_hook(lambda _m, args: seen.append(args[0][:, 3:].detach().clone()))
+    fixed = method.encoder(batch["mask"], fixed=True, noise=0.0)
+    method.train()
+    assert method.fixed_code_prob() == 1.0
+    method(batch)
+    assert len(seen) == 2 and all(torch.equal(s, fixed) for s in seen)
+    assert method.fixed_code_prob() == 0.5
+    resumed = _teacher(fixed_code_anneal=2, encoder={"noise": 0.0})
+    resumed.load_state_dict(method.state_dict())
+    assert int(resumed.anneal_step) == 1 and resumed.fixed_code_prob() == 0.5
+    method(batch)
+    seen.clear()
+    method(batch)  # past the anneal: the reference's random codes, per image and path
+    assert method.fixed_code_prob() == 0.0
+    assert len(seen) == 2 and not any(torch.equal(s[i], fixed[i]) for s in seen for i in range(len(fixed)))
+    method.eval()
+    method(batch)  # evaluation passes do not move the schedule
+    assert int(method.anneal_step) == 3
+    assert "anneal_step" not in _teacher().state_dict()  # the paper's teacher: no extra state
+    with pytest.raises(ConfigError, match="fixed_code_anneal"):
+        _teacher(fixed_code_anneal=-1)

@@ -20,7 +20,7 @@ from ladseg.methods.label_encoding import ENCODING_INFO
 KINDS = {"supervised": None, "reference": "random_codes", "onehot": "onehot", "boundary": "boundary",
          "random_vectors": "random_vectors", "boundary_codes": "boundary_codes",
          "reference_drop30": "random_codes", "boundary_drop30": "boundary",
-         "reference_branch": "random_codes"}  # fmt: skip
+         "reference_branch": "random_codes", "reference_anneal": "random_codes"}  # fmt: skip
 
 
 def length_curve(run: Path) -> list[dict[str, float]]:

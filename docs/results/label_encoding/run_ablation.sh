@@ -19,6 +19,8 @@ declare -A VARIANTS=(
   [reference_drop30]="$TEACHER method.image_drop=0.3"
   [boundary_drop30]="$TEACHER method.encoder.kind=boundary method.image_drop=0.3"
   [reference_branch]="$TEACHER model.label_branch=true"  # the label through RITM's Conv1S branch, not conv1
+  # readable first: fixed codes annealed to random ones over 2/3 of the run; scored with random codes
+  [reference_anneal]="$TEACHER method.fixed_code_anneal=$((ITERS * 2 / 3)) method.eval_label=random"
 )
 ORDER=("${@:-boundary random_vectors onehot reference supervised boundary_codes boundary_drop30 reference_drop30}")
 for name in ${ORDER[@]}; do

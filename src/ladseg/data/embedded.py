@@ -10,7 +10,10 @@ Design (learnable by a small network in a few hundred CPU iterations, yet not tr
 * ``background`` is a mix of three scene photos, softened by a blur, and may itself be two photos
   joined along a smooth curve (an edge that is no class edge).
 * 2-4 object shapes (ellipses, star polygons, thresholded smooth random fields) overlap in a random
-  order; region edges are feathered and a 1-pixel band on each side of every class boundary is
+  order. A fraction of them (``CAMOUFLAGE_PROB``) take the mean colour of what they cover, as touching
+  objects of similar colour do in real scenes: their edge shows only as a change of texture, so the
+  label's grouping (which pixels belong together, where regions meet) says something the image alone
+  says faintly, which is what a LAD teacher's label channel is for; region edges are feathered and a 1-pixel band on each side of every class boundary is
   255 = ignore, as in VOC. Mild blur and noise cover the whole image.
 * Train and val crops come from disjoint parts of every source: the left 60 % of its columns
   for ``train``, the right 40 % for ``val`` (recorded per region in ``manifest.json``).
@@ -45,7 +48,7 @@ from ladseg.data.classes import IGNORE_COLOR, IGNORE_INDEX
 from ladseg.data.datasets import FolderDataset
 from ladseg.errors import DatasetError
 
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 TRAIN_FRACTION = 0.6  # columns [0, 60 %) of every source feed train, [60 %, 100 %) feed val
 STAMP = "embedded.json"
 
@@ -69,6 +72,9 @@ CLASS_TINTS: dict[int, tuple[float, float, float] | None] = {
 }  # fmt: skip
 TINT_BRIGHTNESS = 1.25  # tints are < 1 per channel; this keeps tinted textures about as bright as the source
 BACKGROUND_BLUR = 1.2  # sigma (px) softening background photos: scenes vs crisp textures
+# share of object regions drawn in the mean colour of what they cover (their own texture, at their own
+# contrast): the class then shows in texture alone, and the region's edge only as a change of texture
+CAMOUFLAGE_PROB = 0.4
 
 
 def default_root() -> Path:
@@ -164,6 +170,12 @@ def _shape(rng: np.random.Generator, size: int) -> np.ndarray:
     return mask
 
 
+def _camouflage(tex: np.ndarray, canvas: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``tex`` recoloured to the mean colour of ``canvas`` under ``mask``: its texture (deviations
+    from its own mean) stays, its colour becomes that of its surroundings."""
+    return np.clip(tex - tex[mask].mean(axis=0) + canvas[mask].mean(axis=0), 0.0, 1.0)
+
+
 def _paste(canvas: np.ndarray, tex: np.ndarray, mask: np.ndarray) -> None:
     """Blend ``tex`` into ``canvas`` under ``mask`` with a slightly feathered edge."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
@@ -183,7 +195,7 @@ def make_scene(
     def region(name: str) -> np.ndarray:
         tex, box = _texture(rng, sources[name], split, size)
         label_id = EMBEDDED_SOURCES[name]
-        records.append({"source": name, "label": label_id, "box": box})
+        records.append({"source": name, "label": label_id, "box": box, "camouflaged": False})
         if label_id == 0:
             return ndimage.gaussian_filter(_appearance(rng, tex, None), sigma=(BACKGROUND_BLUR,) * 2 + (0.0,))
         return _appearance(rng, tex, CLASS_TINTS[label_id])
@@ -195,7 +207,11 @@ def make_scene(
     class_sources = [n for n in EMBEDDED_SOURCES if EMBEDDED_SOURCES[n] > 0]
     for name in rng.choice(class_sources, size=int(rng.integers(2, 5))):
         mask = _shape(rng, size)
-        _paste(canvas, region(str(name)), mask)
+        tex = region(str(name))
+        if rng.random() < CAMOUFLAGE_PROB:
+            tex = _camouflage(tex, canvas, mask)
+            records[-1]["camouflaged"] = True
+        _paste(canvas, tex, mask)
         label[mask] = EMBEDDED_SOURCES[str(name)]
     cross = ndimage.generate_binary_structure(2, 1)
     edge = ndimage.maximum_filter(label, footprint=cross) != ndimage.minimum_filter(label, footprint=cross)

@@ -5,7 +5,9 @@
     student   = train(distill config, init=baseline, teacher=teacher) # LAD student, fine-tuned
     control   = train(student config, init=baseline, same iters/lr)   # extra training, no teacher
 
-then every model is evaluated on the held-out split (the teacher twice: with its fixed-code label
+    teacher_<v>, student_<v>  = the same two stages for each label variant <v> of the recipe
+
+then every model is evaluated on the held-out split (each teacher twice: with its fixed-code label
 channel and with a zero channel). The control exists because the reference fine-tunes a trained
 baseline: extra training alone must not be mistaken for the method's gain, so the reported gain
 is *LAD student minus control*. All models are taken at their last iteration (no checkpoint is
@@ -27,7 +29,7 @@ import torch
 from ladseg.config_lookup import DEFAULT_RECIPE
 from ladseg.data import colorize, denormalize
 from ladseg.demo.plots import PredictionPanels
-from ladseg.demo.recipe import ROWS, DemoRecipe, SeedResult, load_recipe, stage_config
+from ladseg.demo.recipe import DemoRecipe, SeedResult, load_recipe, stage_config
 from ladseg.demo.report import write_report
 from ladseg.engine.builders import build_split
 from ladseg.engine.checkpoint import build_model_from_checkpoint
@@ -38,7 +40,7 @@ from ladseg.engine.metrics import SegMetrics
 from ladseg.engine.trainer import train
 from ladseg.methods import build_method
 
-#: the models shown in the predictions figure: (title, stage)
+#: the models shown in the predictions figure: (title, stage); then each label variant's teacher and student
 FIGURE_MODELS = (
     ("baseline", "baseline"),
     ("control", "control"),
@@ -46,6 +48,17 @@ FIGURE_MODELS = (
     ("LAD student", "student"),
     ("self-distillation", "self_distill"),
 )
+
+
+def figure_models(recipe: DemoRecipe) -> list[tuple[str, str]]:
+    """The predictions figure's columns for this recipe: :data:`FIGURE_MODELS` it has, then its variants'."""
+    models = [(title, stage) for title, stage in FIGURE_MODELS if stage in recipe.stages]
+    for name in recipe.variants:
+        models += [
+            (f"teacher {name} (labels)", f"teacher_{name}"),
+            (f"LAD student {name}", f"student_{name}"),
+        ]
+    return models
 
 
 def training_seconds(work_dir: Path) -> float:
@@ -71,9 +84,7 @@ def run_seed(
         seconds[stage] = training_seconds(run_dir / stage)
     metrics: dict[str, SegMetrics] = {}
     class_names: list[str] = []
-    for row, stage, params in ROWS:
-        if stage not in recipe.stages:
-            continue
+    for row, stage, params in recipe.rows():
         cfg = stage_config(recipe, stage, run_dir, seed, profile, extra or [])
         m, dataset = evaluate_checkpoint(
             cfg, run_dir / stage / "last.pth", method_params=params, progress=False
@@ -99,14 +110,12 @@ def predict_samples(
         "mask": torch.stack([torch.as_tensor(s["mask"]) for s in samples]),
     }
     preds: dict[str, np.ndarray] = {}
-    for title, stage in FIGURE_MODELS:
-        if stage not in recipe.stages:
-            continue
+    for title, stage in figure_models(recipe):
         scfg = stage_config(recipe, stage, result.run_dir, result.seed, profile, extra)
         model, _ = build_model_from_checkpoint(result.run_dir / stage / "last.pth")
         model.eval()
         x = batch["image"]
-        if stage == "teacher":
+        if recipe.split_stage(stage)[0] == "teacher":  # through its method, with its fixed-code label
             method = build_method(
                 scfg.method_name,
                 scfg.method,

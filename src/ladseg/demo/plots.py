@@ -63,20 +63,24 @@ def plot_curves(results: list[SeedResult], stages: tuple[str, ...], path: Path) 
     plt.close(fig)
 
 
-def plot_label_gap(results: list[SeedResult], path: Path) -> None:
-    """The teacher's label-use gap (mIoU with fixed codes minus with a zero channel) over iterations.
+def plot_label_gap(results: list[SeedResult], teachers: list[str], path: Path) -> None:
+    """Each teacher stage's label-use gap (mIoU with fixed codes minus with a zero channel) over iterations.
 
     The curve shows whether and when the teacher starts to read its label; it comes from the
     ``label_gap`` that every teacher validation logs.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for result in results:
-        va = [r for r in read_metrics(result.run_dir / "teacher") if r["type"] == "val" and "label_gap" in r]
-        if va:
-            ax.plot(
-                [r["iter"] for r in va], [r["label_gap"] for r in va], marker="o", label=f"seed {result.seed}"
-            )
+    for stage in teachers:
+        for result in results:
+            va = [r for r in read_metrics(result.run_dir / stage) if r["type"] == "val" and "label_gap" in r]
+            if va:
+                ax.plot(
+                    [r["iter"] for r in va],
+                    [r["label_gap"] for r in va],
+                    marker="o",
+                    label=f"{stage}, seed {result.seed}",
+                )
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set(
         title="teacher: mIoU with its label − with a zero channel",

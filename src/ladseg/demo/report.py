@@ -80,8 +80,10 @@ def gap_text(gap: dict[str, Any], n: int) -> str:
     return text
 
 
-def summarize(results: list[SeedResult]) -> dict[str, Any]:
-    """mIoU and per-class IoU (percent) of every row, per seed and as mean / std over seeds."""
+def summarize(results: list[SeedResult], variants: tuple[str, ...] = ()) -> dict[str, Any]:
+    """mIoU and per-class IoU (percent) of every row, per seed and as mean / std over seeds; the gaps
+    the report reads (the LAD student against the control, self-distillation and the baseline; each
+    teacher's label use), and the same for every label variant under ``summary["variants"][name]``."""
     rows = list(results[0].metrics)
     names = results[0].class_names
     summary: dict[str, Any] = {"seeds": [r.seed for r in results], "class_names": names, "rows": {}}
@@ -104,6 +106,18 @@ def summarize(results: list[SeedResult]) -> dict[str, Any]:
     ):
         if all(row in results[0].metrics for row in pair):
             summary[key] = _gap(results, *pair)
+    summary["variants"] = {
+        name: {
+            key: _gap(results, row.format(name), minus.format(name))
+            for key, row, minus in (
+                ("gain_vs_control", "LAD student {}", "control"),
+                ("gain_vs_self_distill", "LAD student {}", "self-distillation"),
+                ("label_use", "teacher {} (with labels)", "teacher {} (no labels)"),
+            )
+            if row.format(name) in results[0].metrics and minus.format(name) in results[0].metrics
+        }
+        for name in variants
+    }
     summary["stage_seconds"] = {
         k: statistics.fmean(r.seconds[k] for r in results) for k in results[0].seconds
     }
@@ -142,6 +156,18 @@ def markdown_table(summary: dict[str, Any]) -> str:
                 "The teacher barely uses its label channel, so the student's gain over the control is that of "
                 "distillation from a same-size teacher, not of label assistance."
             )
+    for name, gaps in summary.get("variants", {}).items():
+        lines.append("")
+        lines.append(
+            f"**Variant {name}: LAD student {name} − control: {gap_text(gaps['gain_vs_control'], n)}**"
+        )
+        lines.append(noise_verdict(gaps["gain_vs_control"]))
+        if "gain_vs_self_distill" in gaps:
+            lines.append(
+                f"LAD student {name} − self-distillation: {gap_text(gaps['gain_vs_self_distill'], n)}"
+            )
+        if "label_use" in gaps:
+            lines.append(f"Teacher {name} with − without its label channel: {gap_text(gaps['label_use'], n)}")
     return "\n".join(lines)
 
 
@@ -152,15 +178,26 @@ def recipe_dataset(recipe: DemoRecipe) -> str:
 
 
 def teacher_encoding_line(recipe: DemoRecipe) -> str:
-    """One line naming the teacher's label encoding and its corruptions (from the recipe's teacher config)."""
-    enc: EncoderParams = load_config(recipe.teacher).method.encoder  # a lad_teacher's typed section
-    corrupt = {k: v for k, v in vars(enc.corruption).items() if k.endswith("_prob") and v > 0}
-    extra = (
-        f", corrupted in training ({', '.join(f'{k} {v}' for k, v in corrupt.items())})" if corrupt else ""
-    )
-    info = ENCODING_INFO.get(enc.kind)
-    note = info.description if info else ""
-    return f"Teacher label encoding: `{enc.kind}`{' (' + note + ')' if note else ''}, noise {enc.noise}{extra}.\n"
+    """A line per teacher (the recipe's, then each variant's) naming its label encoding and its
+    corruptions (from the teacher's config)."""
+    teachers = [("Teacher", recipe.teacher)] + [
+        (f"Teacher {n}", v.teacher) for n, v in recipe.variants.items()
+    ]
+    lines = []
+    for title, path in teachers:
+        enc: EncoderParams = load_config(path).method.encoder  # a lad_teacher's typed section
+        corrupt = {k: v for k, v in vars(enc.corruption).items() if k.endswith("_prob") and v > 0}
+        extra = (
+            f", corrupted in training ({', '.join(f'{k} {v}' for k, v in corrupt.items())})"
+            if corrupt
+            else ""
+        )
+        info = ENCODING_INFO.get(enc.kind)
+        note = info.description if info else ""
+        lines.append(
+            f"{title} label encoding: `{enc.kind}`{' (' + note + ')' if note else ''}, noise {enc.noise}{extra}.\n"
+        )
+    return "".join(lines)
 
 
 def write_report(
@@ -177,7 +214,7 @@ def write_report(
     ``seconds`` is the demo's training and evaluation time; ``panels`` the predictions figure's content.
     """
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(results)
+    summary = summarize(results, tuple(recipe.variants))
     summary.update(profile=profile, total_seconds=seconds, overrides=extra)
     table = markdown_table(summary)
     dataset = recipe_dataset(recipe)
@@ -206,7 +243,7 @@ def write_report(
     )
     (out / "report.json").write_text(json.dumps(summary, indent=2))
     plot_curves(results, recipe.stages, out / "curves.png")
-    plot_label_gap(results, out / "label_gap.png")
+    plot_label_gap(results, [s for s in recipe.stages if s.startswith("teacher")], out / "label_gap.png")
     plot_predictions(panels, out / "predictions.png")
     print("\n" + table)
     print(f"\nreport: {out}/report.md  (total {seconds / 60:.1f} min)")

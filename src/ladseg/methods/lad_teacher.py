@@ -45,6 +45,11 @@ class LADTeacherParams(MethodParams):
     image_drop: per image and step, the probability that the teacher sees a blank image (the
         normalised mean, zeros) with its label: there the label is the only cue, so the label path
         must learn to carry the prediction (0 = the paper; about 0.3 as ControlNet drops prompts).
+    fixed_code_anneal: "readable first": over this many training steps, each path of each image reads
+        the fixed codes (one code per class, which a network reads at once but which give the class
+        away) with a probability that falls linearly from 1 to 0, and the reference's per-image random
+        codes otherwise; from then on only random codes (0 = the paper: random codes throughout).
+        The step count is part of the method's state, so a resumed run continues the schedule.
     eval_label: label channel during validation: ``fixed`` codes (as in distillation), ``random``
         codes, or ``none`` (zeros). eval_noise: noise std of the fixed codes (0.02 as in distillation).
     """
@@ -57,6 +62,7 @@ class LADTeacherParams(MethodParams):
     encoder: EncoderParams = field(default_factory=EncoderParams)
     two_path_batch: bool = False
     image_drop: float = 0.0
+    fixed_code_anneal: int = 0
     eval_label: str = "fixed"
     eval_noise: float = 0.02
 
@@ -74,6 +80,10 @@ class LADTeacherParams(MethodParams):
             raise ConfigError(f"config key '{key}.tau': must be > 0, got {self.tau}")
         if not 0.0 <= self.image_drop <= 1.0:
             raise ConfigError(f"config key '{key}.image_drop': must be in [0, 1], got {self.image_drop}")
+        if self.fixed_code_anneal < 0:
+            raise ConfigError(
+                f"config key '{key}.fixed_code_anneal': must be >= 0, got {self.fixed_code_anneal}"
+            )
 
 
 def check_label_input(model: Segmentor, encoder: LabelEncoder, role: str) -> None:
@@ -112,6 +122,22 @@ class LADTeacher(Method[LADTeacherParams]):
         self.encoder = LabelEncoder(params.encoder, num_classes, ignore_index)
         check_label_input(network, self.encoder, "the LAD teacher (model)")
         self._consistency = CONSISTENCY[params.consistency]
+        if params.fixed_code_anneal > 0:  # the schedule's position, saved and resumed with the method
+            self.register_buffer("anneal_step", torch.zeros((), dtype=torch.long))
+
+    def fixed_code_prob(self) -> float:
+        """This step's probability of the fixed codes under ``fixed_code_anneal`` (0 without it)."""
+        n = self.params.fixed_code_anneal
+        return max(0.0, 1.0 - int(self.anneal_step) / n) if n > 0 else 0.0
+
+    def encode_for_training(self, y: Tensor) -> Tensor:
+        """One path's label channels: random codes, or per image the fixed ones while annealing."""
+        codes = self.encoder(y)
+        prob = self.fixed_code_prob()
+        if prob > 0:
+            pick = torch.rand(y.shape[0], 1, 1, 1, device=y.device) < prob
+            codes = torch.where(pick, self.encoder(y, fixed=True), codes)
+        return codes
 
     def set_data_normalization(self, normalization: InputNormalization | None) -> None:
         """A named ``encoder.scale`` (``auto``: the batches' own) becomes its number from the engine's table."""
@@ -128,7 +154,9 @@ class LADTeacher(Method[LADTeacherParams]):
         if p.image_drop > 0:  # blank images: the label is the only cue there (both paths alike)
             keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device) >= p.image_drop
             x = x * keep.to(x.dtype)
-        e1, e2 = self.encoder(y), self.encoder(y)  # independent codes and noise
+        e1, e2 = self.encode_for_training(y), self.encode_for_training(y)  # independent codes and noise
+        if self.params.fixed_code_anneal > 0 and self.training:
+            self.anneal_step += 1
         x1, x2 = torch.cat([x, e1.to(x.dtype)], 1), torch.cat([x, e2.to(x.dtype)], 1)
         if p.two_path_batch:
             o1, o2 = split_output(self.network(torch.cat([x1, x2], 0)), x.shape[0])
