@@ -1,4 +1,5 @@
-"""``ladseg demo``: train a baseline, a LAD teacher, a LAD student and a fair control on the
+"""``ladseg demo``: train a baseline, a LAD teacher, a LAD student and a fair control (and, as the
+recipe lists them, self-distillation and more label variants' teachers and students) on the
 embedded data, then print the comparison table and write a report folder."""
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="LAD end to end on the embedded data (baseline, teacher, LAD student, control)",
         description="Runs LAD end to end on CPU or GPU on the embedded dataset (generated offline on first "
         "use): baseline student, label-assisted teacher, LAD student and a control trained for as many extra "
-        "iterations without a teacher. Prints one table and writes OUT/report/ (Markdown, JSON, curves, "
-        "predictions). A finished stage is reused when the demo is run again with the same OUT.",
+        "iterations without a teacher; the default recipe adds self-distillation and a second teacher (label "
+        "variant 'boundary') with its student. Prints one table and writes OUT/report/ (Markdown, JSON, curves, "
+        "predictions). A finished stage is reused when the demo is run again with the same OUT, also by "
+        "another recipe that shares it (e.g. --recipe _recipes_/demo_onehot.yaml --out runs/demo).",
     )
     p.add_argument(
         "--out", type=Path, default=None,

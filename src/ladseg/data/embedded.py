@@ -73,7 +73,9 @@ CLASS_TINTS: dict[int, tuple[float, float, float] | None] = {
 TINT_BRIGHTNESS = 1.25  # tints are < 1 per channel; this keeps tinted textures about as bright as the source
 BACKGROUND_BLUR = 1.2  # sigma (px) softening background photos: scenes vs crisp textures
 # share of object regions drawn in the mean colour of what they cover (their own texture, at their own
-# contrast): the class then shows in texture alone, and the region's edge only as a change of texture
+# contrast): the class then shows in texture alone, and the region's edge only as a change of texture.
+# Its price for the image alone, on the seed-1 tuning copy (supervised STDC1, the demo's 400 steps):
+# 45.4 val mIoU at 0, 34.7 at 0.2, 26.5 at 0.4; 0.4 was kept so that the label matters on many regions.
 CAMOUFLAGE_PROB = 0.4
 
 
