@@ -118,6 +118,18 @@ def test_bad_recipe_is_a_clear_error(tmp_path: Path) -> None:
         load_recipe(bad)
     with pytest.raises(ConfigError, match="unknown demo stage 'student_nope'"):
         load_recipe().overrides("quick", "student_nope")
+    # a variant's student must share the control's auxiliary weight: one control serves every student
+    demo_dir = RECIPE_DIR.parent / "demo"
+    (tmp_path / "s.yaml").write_text(
+        f"_base_: {demo_dir}/lad_student_stdc1_embedded.yaml\nmethod: {{aux_weight: 0.4}}\n"
+    )
+    teacher = demo_dir / "lad_teacher_stdc1_boundary_embedded.yaml"
+    bad.write_text(
+        configs + f"profiles: {{quick: {{}}}}\nvariants: {{edges: {{teacher: {teacher}, student: s.yaml}}}}\n"
+    )
+    recipe = load_recipe(bad)
+    with pytest.raises(ConfigError, match=r"variant edges: its student's method.aux_weight \(0.4\) differs"):
+        stage_config(recipe, "student_edges", tmp_path, 0, "quick", [])
     with pytest.raises(ConfigError, match="unknown demo profile"):
         load_recipe().overrides("nope", "baseline")
 
