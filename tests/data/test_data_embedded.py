@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from ladseg.data import EMBEDDED_CLASSES, build_dataset, default_root, generate_embedded
-from ladseg.data.embedded import CAMOUFLAGE_PROB, STAMP, _camouflage, _load_sources, _texture
+from ladseg.data.embedded import CAMOUFLAGE_DEMO, STAMP, _camouflage, _load_sources, _texture
 from ladseg.errors import DatasetError
 
 SMALL = {"num_train": 24, "num_val": 8, "size": 64}
@@ -108,7 +108,7 @@ def test_default_root_follows_ladseg_data(tmp_path: Path, monkeypatch: pytest.Mo
         build_dataset("embedded", None, "test", num_train=2, num_val=1, size=32)
 
 
-def test_camouflaged_regions_take_the_colour_of_what_they_cover(small_root: Path) -> None:
+def test_camouflaged_regions_take_the_colour_of_what_they_cover(small_root: Path, tmp_path: Path) -> None:
     """A camouflaged region keeps its texture but loses its colour: its edge shows only as texture."""
     rng = np.random.default_rng(0)
     mask = np.zeros((32, 32), dtype=bool)
@@ -118,10 +118,25 @@ def test_camouflaged_regions_take_the_colour_of_what_they_cover(small_root: Path
     out = _camouflage(tex, canvas, mask)
     np.testing.assert_allclose(out[mask].mean(axis=0), canvas[mask].mean(axis=0), atol=0.01)
     np.testing.assert_allclose(out[mask].std(axis=0), tex[mask].std(axis=0), rtol=0.1)
-    # and the generator draws it for about CAMOUFLAGE_PROB of the object regions, recorded per region
-    manifest = json.loads((small_root / "manifest.json").read_text())
-    flags = [r["camouflaged"] for regions in manifest["items"].values() for r in regions if r["label"] > 0]
-    assert all(
-        not r["camouflaged"] for regions in manifest["items"].values() for r in regions if r["label"] == 0
-    )
-    assert abs(np.mean(flags) - CAMOUFLAGE_PROB) < 0.15, (np.mean(flags), len(flags))
+
+    # the default draws none; camouflage=p draws it for about p of the object regions, recorded per region
+    def flags(root: Path, label: int | None = None) -> list[bool]:
+        manifest = json.loads((root / "manifest.json").read_text())
+        regions = [r for rs in manifest["items"].values() for r in rs]
+        return [
+            r["camouflaged"] for r in regions if (r["label"] > 0 if label is None else r["label"] == label)
+        ]
+
+    assert not any(flags(small_root))
+    camo = generate_embedded(tmp_path / "camo", seed=0, camouflage=CAMOUFLAGE_DEMO, **SMALL)
+    assert not any(flags(camo, label=0))  # backgrounds never
+    assert abs(np.mean(flags(camo)) - CAMOUFLAGE_DEMO) < 0.15, np.mean(flags(camo))
+    # the same scene draws up to the first camouflage decision: the first image's first regions agree
+    first = [
+        json.loads((r / "manifest.json").read_text())["items"]["train/train_0000"][:2]
+        for r in (small_root, camo)
+    ]
+    assert [r["source"] for r in first[0]] == [r["source"] for r in first[1]]
+    with pytest.raises(DatasetError, match="camouflage"):
+        generate_embedded(tmp_path / "bad", camouflage=1.5, **SMALL)
+    assert default_root(0.4).name == "embedded-camouflage0.4" and default_root().name == "embedded"

@@ -10,10 +10,10 @@ Design (learnable by a small network in a few hundred CPU iterations, yet not tr
 * ``background`` is a mix of three scene photos, softened by a blur, and may itself be two photos
   joined along a smooth curve (an edge that is no class edge).
 * 2-4 object shapes (ellipses, star polygons, thresholded smooth random fields) overlap in a random
-  order. A fraction of them (``CAMOUFLAGE_PROB``) take the mean colour of what they cover, as touching
-  objects of similar colour do in real scenes: their edge shows only as a change of texture, so the
-  label's grouping (which pixels belong together, where regions meet) says something the image alone
-  says faintly, which is what a LAD teacher's label channel is for; region edges are feathered and a 1-pixel band on each side of every class boundary is
+  order. Optionally (``camouflage``, a share; 0 by default) some of them take the mean colour of what
+  they cover, as touching objects of similar colour do in real scenes: their edge shows only as a
+  change of texture, so the label's grouping (which pixels belong together, where regions meet) says
+  something the image alone says faintly, which is what a LAD teacher's label channel is for; region edges are feathered and a 1-pixel band on each side of every class boundary is
   255 = ignore, as in VOC. Mild blur and noise cover the whole image.
 * Train and val crops come from disjoint parts of every source: the left 60 % of its columns
   for ``train``, the right 40 % for ``val`` (recorded per region in ``manifest.json``).
@@ -72,17 +72,20 @@ CLASS_TINTS: dict[int, tuple[float, float, float] | None] = {
 }  # fmt: skip
 TINT_BRIGHTNESS = 1.25  # tints are < 1 per channel; this keeps tinted textures about as bright as the source
 BACKGROUND_BLUR = 1.2  # sigma (px) softening background photos: scenes vs crisp textures
-# share of object regions drawn in the mean colour of what they cover (their own texture, at their own
-# contrast): the class then shows in texture alone, and the region's edge only as a change of texture.
-# Its price for the image alone, on the seed-1 tuning copy (supervised STDC1, the demo's 400 steps):
-# 45.4 val mIoU at 0, 34.7 at 0.2, 26.5 at 0.4; 0.4 was kept so that the label matters on many regions.
-CAMOUFLAGE_PROB = 0.4
+# ``camouflage``: the share of object regions drawn in the mean colour of what they cover (their own
+# texture, at their own contrast): the class then shows in texture alone, and the region's edge only as a
+# change of texture. Its price for the image alone, on the seed-1 tuning copy (supervised STDC1, the demo's
+# 400 steps): 45.4 val mIoU at 0, 34.7 at 0.2, 26.5 at 0.4. The demo's default is 0 (the label's edges were
+# read less, not more, at 0.4: README, demo results); _recipes_/demo_camouflage.yaml sets 0.4.
+CAMOUFLAGE_DEMO = 0.4
 
 
-def default_root() -> Path:
-    """``$LADSEG_DATA/embedded`` if LADSEG_DATA is set, else ``~/.cache/ladseg/embedded``."""
+def default_root(camouflage: float = 0.0) -> Path:
+    """``$LADSEG_DATA/embedded`` if LADSEG_DATA is set, else ``~/.cache/ladseg/embedded``; a copy with
+    camouflaged regions lives beside it (``embedded-camouflage0.4``), so neither overwrites the other."""
     base = os.environ.get("LADSEG_DATA")
-    return (Path(base) if base else Path.home() / ".cache" / "ladseg").expanduser() / "embedded"
+    name = "embedded" if camouflage == 0 else f"embedded-camouflage{camouflage:g}"
+    return (Path(base) if base else Path.home() / ".cache" / "ladseg").expanduser() / name
 
 
 @dataclass
@@ -189,9 +192,10 @@ def _paste(canvas: np.ndarray, tex: np.ndarray, mask: np.ndarray) -> None:
 
 
 def make_scene(
-    rng: np.random.Generator, sources: dict[str, _Source], split: str, size: int
+    rng: np.random.Generator, sources: dict[str, _Source], split: str, size: int, camouflage: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
-    """One image (uint8 H x W x 3), its mask (uint8, 255 = ignore) and its region records."""
+    """One image (uint8 H x W x 3), its mask (uint8, 255 = ignore) and its region records; each object
+    region is camouflaged with probability ``camouflage`` (0 draws nothing: the v5 scenes exactly)."""
     records: list[dict[str, Any]] = []
 
     def region(name: str) -> np.ndarray:
@@ -210,7 +214,7 @@ def make_scene(
     for name in rng.choice(class_sources, size=int(rng.integers(2, 5))):
         mask = _shape(rng, size)
         tex = region(str(name))
-        if rng.random() < CAMOUFLAGE_PROB:
+        if camouflage > 0 and rng.random() < camouflage:
             tex = _camouflage(tex, canvas, mask)
             records[-1]["camouflaged"] = True
         _paste(canvas, tex, mask)
@@ -224,13 +228,14 @@ def make_scene(
     return image, label, records
 
 
-def _params(seed: int, num_train: int, num_val: int, size: int) -> dict[str, Any]:
+def _params(seed: int, num_train: int, num_val: int, size: int, camouflage: float) -> dict[str, Any]:
     return {
         "generator_version": GENERATOR_VERSION,
         "seed": seed,
         "num_train": num_train,
         "num_val": num_val,
         "size": size,
+        "camouflage": camouflage,
         "classes": list(EMBEDDED_CLASSES),
     }
 
@@ -261,7 +266,7 @@ def _write(out: Path, params: dict[str, Any]) -> None:
         (out / "masks" / split).mkdir(parents=True)
         for i in range(count):
             rng = np.random.default_rng([params["seed"], split_ids[split], i])
-            image, label, records = make_scene(rng, sources, split, params["size"])
+            image, label, records = make_scene(rng, sources, split, params["size"], params["camouflage"])
             name = f"{split}_{i:04d}"
             Image.fromarray(image).save(out / "images" / split / f"{name}.png", compress_level=1)
             mask = Image.frombytes("P", (label.shape[1], label.shape[0]), label.tobytes())
@@ -281,16 +286,20 @@ def generate_embedded(
     num_val: int = 100,
     size: int = 128,
     force: bool = False,
+    camouflage: float = 0.0,
 ) -> Path:
     """Write the embedded dataset under ``root`` (default :func:`default_root`) unless an
     up-to-date copy is there; return the root. Built in a temporary sibling folder and renamed,
-    so concurrent callers never see a half-written copy."""
-    root = Path(root).expanduser() if root is not None else default_root()
+    so concurrent callers never see a half-written copy. ``camouflage``: the share of object
+    regions drawn in the colour of what they cover (see the module docstring)."""
+    root = Path(root).expanduser() if root is not None else default_root(camouflage)
     if num_train < 1 or num_val < 1 or size < 32:
         raise DatasetError(
             f"embedded: need num_train >= 1, num_val >= 1 and size >= 32 (got {num_train}, {num_val}, {size})"
         )
-    params = _params(seed, num_train, num_val, size)
+    if not 0.0 <= camouflage <= 1.0:
+        raise DatasetError(f"embedded: camouflage is a share of regions in [0, 1], got {camouflage}")
+    params = _params(seed, num_train, num_val, size, float(camouflage))
     if not force and is_current(root, params):
         return root
     if root.exists() and any(root.iterdir()) and not (root / STAMP).exists():
@@ -315,7 +324,8 @@ def generate_embedded(
 @DATASETS.register("embedded")
 class EmbeddedDataset(FolderDataset):
     """The generated dataset (see :mod:`ladseg.data.embedded`): splits ``train`` and ``val``,
-    8 classes, 255 = ignore band. Generated under ``root`` (default :func:`default_root`) on first use.
+    8 classes, 255 = ignore band. Generated under ``root`` (default :func:`default_root`) on first use;
+    ``camouflage`` (config ``data.kwargs.camouflage``) draws that share of regions in their surroundings' colour.
 
     Layout: the ``folder`` layout plus ``embedded.json`` (version stamp) and ``manifest.json``
     (source and box of every region of every image).
@@ -330,8 +340,11 @@ class EmbeddedDataset(FolderDataset):
         num_train: int = 300,
         num_val: int = 100,
         size: int = 128,
+        camouflage: float = 0.0,
     ) -> None:
         if split not in ("train", "val"):
             raise DatasetError(f"embedded: unknown split {split!r}; valid splits: train, val")
-        root = generate_embedded(root or None, seed=seed, num_train=num_train, num_val=num_val, size=size)
+        root = generate_embedded(
+            root or None, seed=seed, num_train=num_train, num_val=num_val, size=size, camouflage=camouflage
+        )
         super().__init__(root, split, transform)
