@@ -34,6 +34,8 @@ from ladseg.demo.report import write_report
 from ladseg.engine.builders import build_split
 from ladseg.engine.checkpoint import build_model_from_checkpoint
 from ladseg.engine.checkpoint_eval import evaluate_checkpoint
+from ladseg.engine.config import inference_settings
+from ladseg.engine.inference import infer
 from ladseg.engine.inputs import input_normalization
 from ladseg.engine.logging import read_metrics
 from ladseg.engine.metrics import SegMetrics
@@ -99,7 +101,8 @@ def predict_samples(
 ) -> PredictionPanels:
     """A few validation images, their ground truth and each stage's prediction, as coloured panels.
 
-    The teacher predicts through its method, with its fixed-code label channel.
+    Each model predicts as it is evaluated (its config's inference mode, e.g. the demo's 64-px sliding
+    windows); a teacher through its method, with its fixed-code label channel.
     """
     cfg = stage_config(recipe, "baseline", result.run_dir, result.seed, profile, extra)
     dataset = build_split(cfg, cfg.data.val_split, train=False)
@@ -124,7 +127,9 @@ def predict_samples(
                 data_normalization=input_normalization(scfg.data.normalize),
             )
             x = method.inference_input(batch)
-        preds[title] = model.predict(x).argmax(1).numpy()
+        settings = inference_settings(scfg)
+        with torch.no_grad():
+            preds[title] = infer(model, x, settings.mode, **settings.kwargs()).argmax(1).numpy()
     return PredictionPanels(
         images=[denormalize(batch["image"][r], cfg.data.normalize) for r in range(count)],
         truth=[colorize(batch["mask"][r].numpy(), dataset.palette) for r in range(count)],
