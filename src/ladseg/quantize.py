@@ -41,11 +41,11 @@ from typing import Any
 
 import numpy as np
 
+from ladseg.data.base import IMAGE_EXTENSIONS
 from ladseg.errors import ConfigError, DatasetError, LadsegError
 from ladseg.export import staged_file
 
 DEFAULT_CALIBRATION_IMAGES = 32
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass

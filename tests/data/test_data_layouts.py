@@ -186,6 +186,19 @@ def test_folder_dataset(tmp_path: Path) -> None:
         assert np.array_equal(ds[i]["mask"], id_grid([0, 1, 2, 255]))
 
 
+@pytest.mark.parametrize("suffix,fmt", [(".tif", "TIFF"), (".tiff", "TIFF"), (".webp", "WEBP")])
+def test_folder_lists_tiff_and_webp_images(tmp_path: Path, suffix: str, fmt: str) -> None:
+    root = make_folder(tmp_path / "mine", n=1)
+    rgb = write_image(root / "images" / "train" / f"scan{suffix}", seed=7, fmt=fmt)
+    write_label(root / "masks" / "train" / "scan.png", id_grid([2, 0, 1]))
+    ds = build_dataset("folder", root, "train")
+    assert len(ds) == 2  # im0.png and the new file: none skipped
+    item = next(ds[i] for i in range(len(ds)) if ds.samples[i].image.suffix == suffix)
+    assert np.array_equal(item["mask"], id_grid([2, 0, 1]))
+    if fmt == "TIFF":  # lossless: the pixels read are the pixels written
+        assert np.array_equal(np.asarray(item["image"]), rgb)
+
+
 def test_folder_unknown_split_lists_found_splits(tmp_path: Path) -> None:
     root = make_folder(tmp_path / "mine")
     with pytest.raises(DatasetError, match=r"splits found: \['train'\]"):

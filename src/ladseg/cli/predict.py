@@ -29,9 +29,10 @@ from PIL import Image
 
 from ladseg.cli import unit_float
 from ladseg.cli.eval import add_inference_args
+from ladseg.data.base import IMAGE_EXTENSIONS
 
 #: what predict reads from a folder (a file named directly may be any format Pillow opens)
-PREDICT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+PREDICT_EXTENSIONS = (*IMAGE_EXTENSIONS, ".gif")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -59,7 +59,8 @@ __all__ = [
 ]
 
 DATASETS: Registry[SegDataset] = Registry("dataset")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+#: image files a dataset folder lists (a TIFF may hold 16-bit or float RGB: read_image reads it)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # While set (see collect_missing_files), a dataset scan records items whose image or label file is
 # missing and skips them, instead of stopping at the first.
 _MISSING: ContextVar[list[tuple[Path, str]] | None] = ContextVar("ladseg_missing_files", default=None)
