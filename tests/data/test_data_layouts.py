@@ -10,7 +10,7 @@ import scipy.io
 from data_helpers import id_grid, write_image, write_label
 
 from ladseg.data import DATASETS, build_dataset
-from ladseg.data.classes import ADE20K_CLASSES, COCO_STUFF_CLASSES, coco_stuff_table
+from ladseg.data.classes import ADE20K_CLASSES, COCO_STUFF_CLASSES, VOC_PALETTE, coco_stuff_table
 from ladseg.errors import ConfigError, DatasetError
 
 
@@ -20,7 +20,12 @@ def make_voc(root: Path) -> Path:
     lists.mkdir(parents=True)
     for i, name in enumerate(["2007_000032", "2007_000033", "2008_000001"]):
         write_image(voc / "JPEGImages" / f"{name}.jpg", seed=i, fmt="JPEG")
-        write_label(voc / "SegmentationClass" / f"{name}.png", id_grid([0, 15, 20, 255]), palette=True)
+        write_label(  # drawn in VOC's colour map, as the release's files are
+            voc / "SegmentationClass" / f"{name}.png",
+            id_grid([0, 15, 20, 255]),
+            palette=True,
+            colours=VOC_PALETTE,
+        )
         write_label(voc / "SegmentationClassAug" / f"{name}.png", id_grid([0, 1, 2, 255]))
     (lists / "train.txt").write_text("2007_000032\n2007_000033\n")
     (lists / "val.txt").write_text("2008_000001\n")
@@ -39,6 +44,23 @@ def test_voc_palette_png_indices_are_class_ids(tmp_path: Path) -> None:
     assert sorted(np.unique(item["mask"]).tolist()) == [0, 15, 20, 255]
     aug = build_dataset("voc", voc, "train_aug")
     assert len(aug) == 3 and sorted(np.unique(aug[2]["mask"]).tolist()) == [0, 1, 2, 255]
+
+
+def test_voc_label_with_another_colour_map_is_refused(tmp_path: Path) -> None:
+    """A SegmentationClass PNG re-saved with its palette reordered would be read as other classes."""
+    voc = make_voc(tmp_path)
+    swapped = VOC_PALETTE.copy()
+    swapped[[15, 20]] = swapped[
+        [20, 15]
+    ]  # person and tvmonitor's colours swapped: the picture still looks right
+    bad = voc / "SegmentationClass" / "2007_000033.png"
+    write_label(bad, id_grid([0, 15, 20, 255]), palette=True, colours=swapped)
+    ds = build_dataset("voc", voc, "train")
+    ds[0]  # the file in VOC's colours is read
+    with pytest.raises(
+        DatasetError, match=rf"label {bad} .* disagree with the dataset's VOC colour map: id 15 "
+    ):
+        ds[1]
 
 
 def test_voc_missing_list_names_file_and_layout(tmp_path: Path) -> None:

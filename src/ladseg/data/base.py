@@ -101,6 +101,7 @@ class SegDataset(Dataset):
     palette: np.ndarray = np.zeros((0, 3), dtype=np.uint8)
     #: the colours the dataset's files declare (a folder's ``palette.txt``): palette labels must agree
     declared_palette: np.ndarray | None = None
+    declared_palette_name: str = "palette.txt"
     ignore_index: int = IGNORE_INDEX
     layout: str = ""
     splits: dict[str, str] = {}
@@ -131,7 +132,7 @@ class SegDataset(Dataset):
         return identity_table(self.num_classes)
 
     def read_label(self, path: Path) -> np.ndarray:
-        return read_png_label(path, self.declared_palette)
+        return read_png_label(path, self.declared_palette, self.declared_palette_name)
 
     # --- shared behaviour -----------------------------------------------------------------------
     @property

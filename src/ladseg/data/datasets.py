@@ -26,6 +26,10 @@ class VOCDataset(SegDataset):
 
     classes = C.VOC_CLASSES
     palette = C.VOC_PALETTE
+    # SegmentationClass PNGs are drawn in VOC's colour map; one re-saved with a reordered palette
+    # (its indices renumbered) would be read as other classes, so its colours are checked
+    declared_palette = C.VOC_PALETTE
+    declared_palette_name = "VOC colour map"
     splits = {"train_aug": "train_aug", "train": "train", "val": "val"}
     layout = """VOCdevkit/VOC2012/                      <- root
   JPEGImages/<id>.jpg

@@ -205,11 +205,14 @@ def read_image(path: Path) -> np.ndarray:
         raise DatasetError(f"cannot read image {path}: {exc}") from exc
 
 
-def read_png_label(path: Path, palette: np.ndarray | None = None) -> np.ndarray:
+def read_png_label(
+    path: Path, palette: np.ndarray | None = None, palette_name: str = "palette.txt"
+) -> np.ndarray:
     """Raw ids of a single-channel label image (palette 'P' indices, 'L' or 16-bit values).
 
-    A 'P' label is its index plane; with the dataset's declared ``palette`` (K x 3, ``palette.txt``)
-    its own palette must give each id found in it that colour (:func:`check_label_palette`).
+    A 'P' label is its index plane; with the dataset's declared ``palette`` (K x 3: a folder's
+    ``palette.txt``, VOC's colour map; ``palette_name`` names it in errors) its own palette must give
+    each id found in it that colour (:func:`check_label_palette`).
     """
     try:
         with open_image(path, "label") as img:
@@ -220,7 +223,7 @@ def read_png_label(path: Path, palette: np.ndarray | None = None) -> np.ndarray:
                 )
             ids = np.asarray(img).astype(np.int64)
             if img.mode == "P" and palette is not None:
-                check_label_palette(ids, img.getpalette(), palette, path)
+                check_label_palette(ids, img.getpalette(), palette, path, palette_name)
             return ids
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         problem = broken_link(path)
@@ -228,10 +231,14 @@ def read_png_label(path: Path, palette: np.ndarray | None = None) -> np.ndarray:
 
 
 def check_label_palette(
-    ids: np.ndarray, file_palette: Sequence[int] | None, declared: np.ndarray, path: Path
+    ids: np.ndarray,
+    file_palette: Sequence[int] | None,
+    declared: np.ndarray,
+    path: Path,
+    declared_name: str = "palette.txt",
 ) -> None:
     """Raise :class:`PaletteMismatch` when the label's palette gives an id found in it another colour
-    than the declared ``palette.txt`` row of that id.
+    than the declared palette's row of that id (``declared_name``: where it is declared).
 
     Why: a tool that re-saves a mask may reorder its palette (and the indices with it), so the picture
     looks right while id 1 now means another class; such a file scored mIoU 0 without a word. Ids the
@@ -248,10 +255,11 @@ def check_label_palette(
         first = wrong[0]
         more = f" (and {len(wrong) - 1} more of its ids)" if len(wrong) > 1 else ""
         raise PaletteMismatch(
-            f"label {path} is a palette image whose colours disagree with the dataset's palette.txt: id {first} "
-            f"is {tuple(own[first].tolist())} in the file but {tuple(declared[first].tolist())} in palette.txt"
-            f"{more}, so its ids would be read as other classes; re-save it with the palette.txt order "
-            "(ids as indices) or fix palette.txt"
+            f"label {path} is a palette image whose colours disagree with the dataset's {declared_name}: id "
+            f"{first} is {tuple(own[first].tolist())} in the file but {tuple(declared[first].tolist())} in "
+            f"{declared_name}{more}, so its ids would be read as other classes; re-save it with the "
+            f"{declared_name} order (ids as indices)"
+            + (" or fix palette.txt" if declared_name == "palette.txt" else "")
         )
 
 
