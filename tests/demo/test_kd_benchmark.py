@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from ladseg.cli import main
+from ladseg.demo import kd_benchmark
 from ladseg.demo.kd_benchmark import Bench, load_bench_recipe
 from ladseg.demo.report import paired_gap, verdict_word
 from ladseg.errors import ConfigError
@@ -75,25 +76,32 @@ def test_a_row_can_name_its_own_lad_teacher(tmp_path: Path) -> None:
     assert load_bench_recipe(bad).teacher_folder("lad_x") == "lad_teacher_oh"  # no default lad_teacher needed
 
 
-def test_the_time_matched_control_exists_in_each_protocol(tmp_path: Path) -> None:
-    """In scratch the plain stage is the baseline: a method stepping 2.5x slower gets 2.5x its iterations."""
+def test_the_time_matched_control_exists_in_each_protocol(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In scratch the plain stage is the baseline: a method stepping 2.5x slower gets 2.5x its iterations.
+    The step costs are measured once (here faked), kept, and reused by every seed."""
     bench = Bench(load_bench_recipe(RECIPE), tmp_path)
     assert bench.stages(["scratch"], ["cwd"], ["cwd"]) == [
         "baseline",
         "scratch/cwd",
         "scratch/control_time_cwd",
     ]
+    timed: list[list[str]] = []
 
-    def log(stage: str, s_per_iter: float) -> None:
-        (tmp_path / "seed0" / stage).mkdir(parents=True)
-        lines = [{"type": "train", "iter": i, "s_per_iter": s_per_iter} for i in (500, 1000)]
-        (tmp_path / "seed0" / stage / "metrics.jsonl").write_text("\n".join(map(json.dumps, lines)))
+    def fake_seconds(cfgs: list, rounds: int, warmup: int) -> list[float]:
+        timed.append([c.method.name for c in cfgs])
+        return [2.0, 0.8]
 
-    with pytest.raises(ConfigError, match="needs .*scratch.cwd trained first"):
+    monkeypatch.setattr(kd_benchmark, "training_step_seconds", fake_seconds)
+    with pytest.raises(ConfigError, match="needs .*teacher.last.pth trained first"):
         bench.time_matched_iters(0, "scratch", "cwd", 1000)
-    log("baseline", 0.8)
-    log("scratch/cwd", 2.0)
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "teacher" / "last.pth").write_bytes(b"")  # only its existence is checked before timing
     assert bench.time_matched_iters(0, "scratch", "cwd", 1000) == 2500
+    assert timed == [["distill", "supervised"]]  # the method's step against the baseline's
+    assert bench.time_matched_iters(1, "scratch", "cwd", 1000) == 2500 and len(timed) == 1  # kept
+    assert json.loads((tmp_path / "step_cost" / "scratch_cwd.json").read_text())["ratio"] == 2.5
     cfg = bench.stage_config(0, "scratch/control_time_cwd")
     assert (cfg.train.iters, cfg.train.init_checkpoint, cfg.teacher.checkpoint) == (2500, None, None)
     assert cfg.method.name == bench.stage_config(0, "baseline").method.name

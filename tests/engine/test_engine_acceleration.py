@@ -149,7 +149,7 @@ def test_the_training_loader_is_built_once_and_reshuffles_each_epoch(
         root, tmp_path / "run", train={"iters": 9, "val_interval": 100, "checkpoint_interval": 100}
     )
     trainer = Trainer(cfg)
-    batches = trainer._batches()
+    batches = trainer.training_batches()
     names = [name for _ in range(9) for name in next(batches)["name"]]
     assert len(built) == 1  # three epochs, one loader
     epochs = [names[0:6], names[6:12], names[12:18]]

@@ -64,7 +64,7 @@ def test_same_seed_same_metrics(tiny_root: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("amp", ["auto", "bf16"])
 def test_loss_goes_down_on_a_fixed_batch(tiny_root: Path, tmp_path: Path, amp: str) -> None:
     trainer = Trainer(tiny_config(tiny_root, tmp_path / "r", train={"iters": 100, "amp": amp}))
-    batch = next(trainer._batches())
+    batch = next(trainer.training_batches())
     losses = [trainer.train_step(batch)["loss"].item() for _ in range(20)]
     assert losses[-1] < 0.5 * losses[0], losses
 

@@ -63,7 +63,7 @@ def test_one_step_trains_the_discriminator_and_the_student(tmp_path: Path, tiny_
     try:
         adv = _adv(trainer)
         before = {k: v.clone() for k, v in adv.discriminator.state_dict().items()}
-        batch = next(trainer._batches())
+        batch = next(trainer.training_batches())
         terms = trainer.train_step(batch)
         assert "kd_adversarial" in terms and "kd_adversarial_d" in terms
         after = adv.discriminator.state_dict()

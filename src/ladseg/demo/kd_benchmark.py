@@ -12,7 +12,8 @@ a config per distillation method and two protocols, each with its own control::
         control      = train(student config, init=baseline)         # the same N, no teacher
         self_distill = train(self-distillation config, init=baseline, teacher=baseline)
         <method>     = train(method config, init=baseline, teacher=teacher)
-        control_time_<method> = the control with that student stage's wall-clock (``--time-matched``)
+        control_time_<method> = the control with that student stage's wall-clock (``--time-matched``;
+                                its step cost against the control's measured in turns, once)
       scratch/       # CIRKD's protocol: the full schedule from the student's initialisation
         <method>     = train(method config, teacher=teacher)        # control: the baseline itself
 
@@ -38,6 +39,7 @@ from ladseg.demo.report import gap_text, mean_std, paired_gap, verdict_word
 from ladseg.engine.checkpoint_eval import evaluate_checkpoint
 from ladseg.engine.config import Config, load_config
 from ladseg.engine.logging import read_metrics
+from ladseg.engine.step_cost import training_step_seconds
 from ladseg.engine.trainer import train
 from ladseg.errors import ConfigError
 
@@ -46,6 +48,8 @@ PROTOCOLS = ("finetune", "scratch")
 CONTROL = {"finetune": "finetune/control", "scratch": "baseline"}
 #: ``<protocol>/<TIME_MATCHED><method>``: the control given the wall-clock of that method's student stage
 TIME_MATCHED = "control_time_"
+#: timed rounds (after untimed warm-up ones) of the step-cost measurement behind a time-matched control
+STEP_COST_ROUNDS, STEP_COST_WARMUP = 20, 3
 LAD = "lad"  # the method name of the LAD student (its teacher is the recipe's LAD teacher)
 
 
@@ -269,17 +273,39 @@ class Bench:
 
     def time_matched_iters(self, seed: int, protocol: str, method: str, iters: int) -> int:
         """Plain iterations that take the wall-clock of ``method``'s student stage in ``protocol``:
-        ``iters`` x (its seconds per step / its control's: the fine-tuning control, or in scratch the
-        baseline), both measured in this seed's logs."""
-        run_dir = self.out / f"seed{seed}"
-        rows = {method: run_dir / protocol / method, "control": run_dir / CONTROL[protocol]}
-        per_step = {}
-        for row, work_dir in rows.items():
-            steps = [r for r in read_metrics(work_dir) if r.get("type") == "train" and r.get("s_per_iter")]
-            if not steps:
-                raise ConfigError(f"the time-matched control needs {work_dir} trained first")
-            per_step[row] = training_seconds(work_dir) / max(r["iter"] for r in steps)
-        return max(iters, round(iters * per_step[method] / per_step["control"]))
+        ``iters`` x (its seconds per step / its control's), from :meth:`step_cost`."""
+        return max(iters, round(iters * self.step_cost(seed, protocol, method)["ratio"]))
+
+    def step_cost(self, seed: int, protocol: str, method: str) -> dict[str, Any]:
+        """Seconds per step of ``method``'s student and of its protocol's plain stage, measured in turns
+        under one load (:func:`training_step_seconds`; logs taken under different loads gave CWD 2.0x
+        where it costs about 1.3x). Measured once per protocol and method, on the first seed that asks,
+        and kept in ``out/step_cost/<protocol>_<method>.json``: every seed and a resumed run use the same
+        ratio. Needs the teacher trained and, in finetune, the seed's baseline."""
+        path = self.out / "step_cost" / f"{protocol}_{method}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        configs = [
+            self.stage_config(seed, f"{protocol}/{method}"),
+            self.stage_config(seed, CONTROL[protocol]),
+        ]
+        for cfg in configs:
+            for ckpt in (cfg.train.init_checkpoint, cfg.teacher.checkpoint):
+                if ckpt and not Path(ckpt).is_file():
+                    raise ConfigError(f"the time-matched control of {method} needs {ckpt} trained first")
+        print(
+            f"== timing {method}'s step against {CONTROL[protocol]}'s, in turns ({protocol}) ==", flush=True
+        )
+        method_s, control_s = training_step_seconds(configs, STEP_COST_ROUNDS, STEP_COST_WARMUP)
+        cost = {
+            "method_s_per_step": method_s,
+            "control_s_per_step": control_s,
+            "ratio": method_s / control_s,
+            "rounds": STEP_COST_ROUNDS,
+            "seed": seed,
+        }
+        _write_json(path, cost)
+        return cost
 
     def stages(
         self, protocols: list[str], methods: list[str] | None = None, time_matched: list[str] | None = None
@@ -348,10 +374,16 @@ class Bench:
             },
             "seconds": training_seconds(work_dir),
         }
-        staged = cache.with_suffix(".json.tmp")  # a killed write never leaves a half cache behind
-        staged.write_text(json.dumps(result, indent=1))
-        os.replace(staged, cache)
+        _write_json(cache, result)
         return result
+
+
+def _write_json(path: Path, obj: dict[str, Any]) -> None:
+    """Write ``obj`` as JSON through a temporary file: a killed write never leaves half a cache behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_suffix(".json.tmp")
+    staged.write_text(json.dumps(obj, indent=1))
+    os.replace(staged, path)
 
 
 def summarize(
@@ -420,6 +452,9 @@ def summarize(
             if paired:
                 own = dict(zip(row["seeds"], row["mIoU_per_seed"], strict=True))
                 row["vs_time_matched"] = paired_gap([own[s] - matched[s]["mIoU"] for s in paired])
+                cost = bench.out / "step_cost" / f"{proto}_{name}.json"
+                if cost.is_file():  # absent for a control matched from logs before the cost was measured
+                    row["step_cost"] = json.loads(cost.read_text())
         summary["protocols"][proto] = {"control": control.split("/")[-1], "rows": rows}
     return summary
 
@@ -488,8 +523,9 @@ def markdown(summary: dict[str, Any]) -> str:
         for name, r in rows.items():
             if "vs_time_matched" in r:
                 gap = r["vs_time_matched"]
+                ratio = f", a step {r['step_cost']['ratio']:.2f}x the plain one's" if "step_cost" in r else ""
                 lines.append(
-                    f"\n{name} against the control given its wall-clock ({TIME_MATCHED}{name}): "
+                    f"\n{name} against the control given its wall-clock ({TIME_MATCHED}{name}{ratio}): "
                     f"{gap_text(gap, len(gap['per_seed']))}, {verdict_word(gap)}."
                 )
     return "\n".join(lines)

@@ -185,7 +185,7 @@ class Trainer:
             find_unused_parameters=self.cfg.train.find_unused_parameters,
         )
 
-    def _batches(self) -> Iterator[dict[str, Any]]:
+    def training_batches(self) -> Iterator[dict[str, Any]]:
         """Endless batches from one loader (built once, workers kept); ``set_epoch(e)`` reshuffles.
 
         Epoch e's order is drawn from seed + e, so it is reproducible. On resume the current epoch
@@ -465,7 +465,7 @@ class Trainer:
         )
         sums: dict[str, Tensor] = {}
         count, interval_time, total_time, steps = 0, 0.0, 0.0, 0
-        batches = self._batches() if self.iteration < stop else iter(())
+        batches = self.training_batches() if self.iteration < stop else iter(())
         try:
             self._catch_up_validation(logger)
             while self.iteration < stop:
