@@ -278,11 +278,11 @@ class Bench:
 
     def step_cost(self, seed: int, protocol: str, method: str) -> dict[str, Any]:
         """Seconds per step of ``method``'s student and of its protocol's plain stage, measured in turns
-        under one load (:func:`training_step_seconds`; logs taken under different loads gave CWD 2.0x
-        where it costs about 1.3x). Measured once per protocol and method, on the first seed that asks,
-        and kept in ``out/step_cost/<protocol>_<method>.json``: every seed and a resumed run use the same
-        ratio. Needs the teacher trained and, in finetune, the seed's baseline."""
-        path = self.out / "step_cost" / f"{protocol}_{method}.json"
+        under one load (:func:`training_step_seconds`: two runs' logs time each under a different load).
+        Measured once per protocol and method, on the first seed that asks, and kept in
+        :meth:`step_cost_path`: every seed and a resumed run use the same ratio. Needs the teacher
+        trained and, in finetune, the seed's baseline."""
+        path = self.step_cost_path(protocol, method)
         if path.is_file():
             return json.loads(path.read_text())
         configs = [
@@ -306,6 +306,10 @@ class Bench:
         }
         _write_json(path, cost)
         return cost
+
+    def step_cost_path(self, protocol: str, method: str) -> Path:
+        """Where :meth:`step_cost` keeps ``method``'s step cost in ``protocol``."""
+        return self.out / "step_cost" / f"{protocol}_{method}.json"
 
     def stages(
         self, protocols: list[str], methods: list[str] | None = None, time_matched: list[str] | None = None
@@ -452,8 +456,8 @@ def summarize(
             if paired:
                 own = dict(zip(row["seeds"], row["mIoU_per_seed"], strict=True))
                 row["vs_time_matched"] = paired_gap([own[s] - matched[s]["mIoU"] for s in paired])
-                cost = bench.out / "step_cost" / f"{proto}_{name}.json"
-                if cost.is_file():  # absent for a control matched from logs before the cost was measured
+                cost = bench.step_cost_path(proto, name)
+                if cost.is_file():  # an OUT folder written before step costs were kept has none
                     row["step_cost"] = json.loads(cost.read_text())
         summary["protocols"][proto] = {"control": control.split("/")[-1], "rows": rows}
     return summary

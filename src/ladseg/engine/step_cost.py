@@ -2,10 +2,9 @@
 
 Why: a control given a method's wall-clock ("plain training for as long as the distillation took")
 needs the ratio of two step costs, and two runs' logs measure each under whatever else the machine
-was doing at the time. In the CamVid benchmark (2-core CPU, 3-5 runs sharing it) the logs gave the DIST
-student's stage 1127 s against the baseline's 1123 s, a ratio of 1.0; timed in turns in one process
-its step costs 1.25x the plain one (CWD's 1.86x). Stepping the runs in turns (A, B, A, B, ...) gives
-every config the same load, so the ratio holds even on a busy machine.
+was doing at the time, which can move the ratio more than the methods differ. Stepping the runs in
+turns (A, B, A, B, ...) gives every config the same load, so the ratio holds even on a busy machine.
+Figures measured both ways: ``docs/results/camvid_kd/time_matched_scratch.json``.
 
 One step here is what one iteration of :meth:`Trainer.fit` times: reading the next batch and the
 optimisation step (the loss's finiteness check syncs a CUDA device); no logging, validation or
